@@ -1,0 +1,90 @@
+"""Safe extraction of tar and zip archives, once, into a folder beside the archive's cache entry.
+
+Refused members: absolute paths, '..' components, links (tar symlinks/hardlinks, zip symlinks), device files,
+FIFOs. tarfile's ``filter='data'`` is used where Python has it, on top of our own check.
+"""
+
+from __future__ import annotations
+
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from ..errors import DataError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tar.xz", ".zip")
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _check_name(archive: Path, name: str) -> None:
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise DataError(f"unsafe archive {archive}: member '{name}' has an absolute path; not extracting it")
+    if ".." in pure.parts:
+        raise DataError(f"unsafe archive {archive}: member '{name}' points outside the folder ('..')")
+
+
+def _check_tar(archive: Path, tf: tarfile.TarFile) -> list[tarfile.TarInfo]:
+    members = tf.getmembers()
+    for m in members:
+        _check_name(archive, m.name)
+        if m.issym() or m.islnk():
+            raise DataError(f"unsafe archive {archive}: member '{m.name}' is a link; not extracting it")
+        if not (m.isfile() or m.isdir()):
+            raise DataError(f"unsafe archive {archive}: member '{m.name}' is a device or special file")
+    return members
+
+
+def _check_zip(archive: Path, zf: zipfile.ZipFile) -> None:
+    for info in zf.infolist():
+        _check_name(archive, info.filename)
+        mode = info.external_attr >> 16  # Unix mode when the zip was made on Unix, else 0
+        kind = stat.S_IFMT(mode)
+        if stat.S_ISLNK(mode):
+            raise DataError(f"unsafe archive {archive}: member '{info.filename}' is a link; not extracting it")
+        if kind and kind not in (stat.S_IFREG, stat.S_IFDIR):
+            raise DataError(f"unsafe archive {archive}: member '{info.filename}' is a device or special file")
+
+
+def safe_extract(archive: Path, dest: Path) -> None:
+    """Extract ``archive`` into ``dest`` after checking every member; DataError on an unsafe or broken one."""
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        if archive.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                _check_zip(archive, zf)
+                zf.extractall(dest)
+        else:
+            with tarfile.open(archive) as tf:
+                members = _check_tar(archive, tf)
+                if hasattr(tarfile, "data_filter"):
+                    tf.extractall(dest, members=members, filter="data")
+                else:  # Python < 3.10.12: our own checks above are the guard
+                    tf.extractall(dest, members=members)
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as e:
+        raise DataError(f"cannot extract {archive}: {e}; delete it and download or copy it again") from None
+
+
+def extract_once(archive: Path, dest: Path) -> Path:
+    """Extract into ``dest`` unless a finished extraction is already there (marker file); return ``dest``."""
+    marker = dest / ".convforge-extracted"
+    stamp = f"{archive.resolve()} {archive.stat().st_size} {archive.stat().st_mtime_ns}"
+    if marker.is_file() and marker.read_text() == stamp:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    try:
+        safe_extract(archive, tmp)
+        (tmp / marker.name).write_text(stamp)
+        if dest.exists():
+            shutil.rmtree(dest)
+        tmp.rename(dest)  # atomic: a killed extraction never looks finished
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest

@@ -1,0 +1,90 @@
+"""Training checkpoints in one safetensors file: tensors as tensors, everything else as JSON metadata.
+
+One file, written atomically, so a killed run always finds either the previous or the new checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..run import load_safetensors, save_safetensors
+
+
+@dataclass
+class TrainState:
+    epoch: int  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+
+
+def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, plain = {}, {"param_groups": state["param_groups"], "state": {}}
+    for pid, entries in state["state"].items():
+        for key, value in entries.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                plain["state"].setdefault(str(pid), {})[key] = value
+    return tensors, plain
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
+    state: dict[int, dict] = {int(pid): dict(v) for pid, v in plain["state"].items()}
+    for name, value in tensors.items():
+        _, pid, key = name.split(".", 2)
+        state.setdefault(int(pid), {})[key] = value
+    return {"state": state, "param_groups": plain["param_groups"]}
+
+
+def save_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data_gen: torch.Generator,
+    state: TrainState,
+) -> None:
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt_tensors, opt_plain = _split_optimizer(optimizer.state_dict())
+    tensors.update(opt_tensors)
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.data"] = data_gen.get_state()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    plain = {
+        "epoch": state.epoch,
+        "history": state.history,
+        "best": state.best,
+        "optimizer": opt_plain,
+        "scheduler": scheduler.state_dict(),
+    }
+    # lr_lambdas are functions of the config and are rebuilt on resume; they are not state
+    plain["scheduler"].pop("lr_lambdas", None)
+    save_safetensors(tensors, path, metadata={"train_state": json.dumps(plain)})
+
+
+def load_checkpoint(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data_gen: torch.Generator,
+) -> TrainState:
+    tensors, metadata = load_safetensors(path)
+    plain = json.loads(metadata["train_state"])
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
+    optimizer.load_state_dict(_join_optimizer(optim, plain["optimizer"]))
+    sched = scheduler.state_dict()
+    sched.update({k: v for k, v in plain["scheduler"].items() if k != "lr_lambdas"})
+    scheduler.load_state_dict(sched)
+    torch.set_rng_state(tensors["rng.torch"])
+    data_gen.set_state(tensors["rng.data"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
+    return TrainState(epoch=plain["epoch"], history=plain["history"], best=plain["best"])

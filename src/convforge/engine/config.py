@@ -1,0 +1,86 @@
+"""TrainConfig: every field is one `convforge train` option and one YAML key; saved resolved in the Run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # data
+    source: str = "digits"  # a folder or a built-in dataset name
+    split: tuple[float, ...] = (0.8, 0.1, 0.1)  # train, val, test fractions per class
+    data_dir: str | None = None  # already-downloaded canonical files are looked up here first
+    cache_dir: str | None = None  # default $CONVFORGE_CACHE or ~/.cache/convforge
+    image_size: tuple[int, ...] | None = None  # H,W; default: the dataset's own
+    channels: int | None = None  # 1 or 3; default: the dataset's own
+    resize: str = "stretch"  # stretch | crop | pad
+    strict: bool = False  # unreadable images are an error instead of skipped
+    download: bool = True
+    # model
+    model: str = "digits-cnn"  # a zoo name (`convforge models list`) or a spec file
+    init: str | None = None  # a Run folder whose matching weights start this run (transfer learning)
+    freeze: bool = False  # with init: train only the new head
+    # solver and schedule
+    solver: str = "adam"  # sgd | sgdm | nesterov | adam | adamw | rmsprop
+    lr: float | None = None  # None: the solver's usual default
+    momentum: float | None = None  # None: the solver's default (0.9 for sgdm/nesterov)
+    weight_decay: float = 0.0
+    schedule: str = "cosine"  # constant | step | piecewise | cosine | onecycle
+    warmup_epochs: float = 0.0
+    step_epochs: int = 10  # step: multiply lr by gamma every step_epochs
+    milestones: tuple[int, ...] = ()  # piecewise: epochs at which lr is multiplied by gamma
+    gamma: float = 0.1
+    # training
+    epochs: int = 20
+    batch_size: int = 64
+    label_smoothing: float = 0.0
+    balance: str = "none"  # none | weights (loss weights) | sampler (class-balanced sampling)
+    early_stopping: int = 0  # stop after this many epochs without val improvement; 0 = off
+    time_budget_s: float = 0.0  # stop training after this many seconds (checked every step); 0 = no limit
+    # augmentation (on the batch, on the training device)
+    flip: bool = False  # random horizontal flip
+    shift: float = 0.0  # max translation as a fraction of width/height
+    shear: float = 0.0  # max shear angle in degrees
+    zoom: float = 0.0  # max zoom in/out as a fraction
+    rescale: str = "standardize"  # standardize: (x-mean)/std per channel | unit: x/255 (Keras rescale)
+    # execution
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # CPU threads; 0 = auto (1 for models under 1M parameters, else all cores)
+    precision: str = "auto"  # auto (bf16 autocast on GPU) | fp32 | bf16
+    seed: int = 0
+    deterministic: bool = False
+    out: str | None = None  # run folder; default runs/<source>-<model>-<time>
+
+    def validate(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, not {value}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"--lr must be a positive number, not {self.lr}")
+        if self.weight_decay < 0:
+            raise ConfigError(f"--weight-decay must be >= 0, not {self.weight_decay}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"--label-smoothing must be in [0, 1), not {self.label_smoothing}")
+        choices = {
+            "balance": ("none", "weights", "sampler"),
+            "rescale": ("standardize", "unit"),
+            "precision": ("auto", "fp32", "bf16"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        for name in ("shift", "zoom"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be a fraction in [0, 1), not {getattr(self, name)}")
+        if not 0 <= self.shear < 90:
+            raise ConfigError(f"--shear must be an angle in degrees in [0, 90), not {self.shear}")
+        if self.freeze and not self.init:
+            raise ConfigError("--freeze needs --init RUN_DIR (the run whose feature layers are frozen)")
+        if self.early_stopping < 0:
+            raise ConfigError(f"--early-stopping must be >= 0, not {self.early_stopping}")

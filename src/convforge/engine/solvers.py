@@ -1,0 +1,68 @@
+"""Solvers by name, each with its usual defaults (those of Keras/PyTorch documentation)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+
+from .._registry import Registry
+
+SOLVERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("solver")
+DEFAULT_LR = {"sgd": 0.01, "sgdm": 0.01, "nesterov": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+
+
+def _fused_kwargs(params: list, fused: bool) -> dict:
+    # fused kernels: one launch per step for all params (CUDA only)
+    return {"fused": True} if fused and all(p.is_cuda for p in params) else {}
+
+
+@SOLVERS.register("sgd")
+def sgd(params, lr, momentum, weight_decay, fused=False):
+    return torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+
+
+@SOLVERS.register("sgdm")
+def sgdm(params, lr, momentum, weight_decay, fused=False):
+    m = 0.9 if momentum is None else momentum
+    return torch.optim.SGD(params, lr=lr, momentum=m, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+
+
+@SOLVERS.register("nesterov")
+def nesterov(params, lr, momentum, weight_decay, fused=False):
+    m = 0.9 if momentum is None else momentum
+    return torch.optim.SGD(
+        params, lr=lr, momentum=m, nesterov=True, weight_decay=weight_decay, **_fused_kwargs(params, fused)
+    )
+
+
+@SOLVERS.register("adam")
+def adam(params, lr, momentum, weight_decay, fused=False):
+    betas = (0.9 if momentum is None else momentum, 0.999)
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+
+
+@SOLVERS.register("adamw")
+def adamw(params, lr, momentum, weight_decay, fused=False):
+    betas = (0.9 if momentum is None else momentum, 0.999)
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+
+
+@SOLVERS.register("rmsprop")
+def rmsprop(params, lr, momentum, weight_decay, fused=False):
+    # alpha 0.9 as Keras' RMSprop (rho=0.9); PyTorch's own default is 0.99
+    m = 0.0 if momentum is None else momentum
+    return torch.optim.RMSprop(params, lr=lr, alpha=0.9, momentum=m, weight_decay=weight_decay)
+
+
+def make_optimizer(
+    name: str,
+    params: Iterable[torch.nn.Parameter],
+    lr: float | None,
+    momentum: float | None = None,
+    weight_decay: float = 0.0,
+    fused: bool = False,
+) -> torch.optim.Optimizer:
+    factory = SOLVERS.get(name)
+    params = [p for p in params if p.requires_grad]
+    return factory(params, DEFAULT_LR[name] if lr is None else lr, momentum, weight_decay, fused)

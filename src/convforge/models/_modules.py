@@ -1,0 +1,48 @@
+"""The few torch modules that torch.nn lacks; each one is a plain tensor op so compile and ONNX export work."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class Maxout(nn.Module):
+    """Channel-wise maxout: C -> C / pieces; output channel j is the max of input channels j*pieces .. +pieces-1."""
+
+    def __init__(self, pieces: int) -> None:
+        super().__init__()
+        self.pieces = pieces
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        # reshape, not view: a channels_last input cannot always be viewed this way
+        return x.reshape(n, c // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
+
+    def extra_repr(self) -> str:
+        return f"pieces={self.pieces}"
+
+
+class GlobalAvgPool(nn.Module):
+    """N x C x H x W -> N x C (average over the whole map; exports to ONNX GlobalAveragePool)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+
+class ResidualBlock(nn.Module):
+    """``act(body(x) + shortcut(x))``; an empty ``shortcut`` is the identity."""
+
+    def __init__(self, body: list[nn.Module], shortcut: list[nn.Module], act: nn.Module) -> None:
+        super().__init__()
+        self.body = nn.ModuleList(body)
+        self.shortcut = nn.ModuleList(shortcut)
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for layer in self.body:
+            y = layer(y)
+        s = x
+        for layer in self.shortcut:
+            s = layer(s)
+        return self.act(y + s)

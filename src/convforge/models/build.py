@@ -1,0 +1,65 @@
+"""build_model: a resolved ModelSpec -> SpecNet, a plain torch module of standard nn layers.
+
+``model.layers[i]`` is spec layer i, so state-dict keys are ``layers.{i}.weight``, ``layers.{i}.body.{j}.bias``...
+The model returns logits: the trailing softmax/sigmoid/classification layers are identity here (the loss and
+predict apply the output function once).
+
+Weight init: PyTorch's defaults (Kaiming-uniform with a=sqrt(5) for conv/dense weights, uniform biases; batchnorm
+weight 1, bias 0) unless the spec sets ``init: he`` (Kaiming-normal, fan_in, ReLU gain; zero biases) or
+``init: glorot`` (Xavier-uniform, Keras' default; zero biases).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._layer import OUTPUT_TYPES, build_seq
+from ._resolve import resolve_spec
+from .spec import ModelSpec
+
+
+class SpecNet(nn.Module):
+    """The network of a ModelSpec: one module per spec layer, applied in order; returns logits."""
+
+    def __init__(self, spec: ModelSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        modules, _ = build_seq(spec.layers, spec.in_shape)
+        for i in _trailing_outputs(spec):
+            modules[i] = nn.Identity()
+        self.layers = nn.ModuleList(modules)
+        _init_weights(self, spec.init)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+def _trailing_outputs(spec: ModelSpec) -> list[int]:
+    """Indices of the output layers at the end of the spec (identity in forward: the model returns logits)."""
+    out = []
+    for i in range(len(spec.layers) - 1, -1, -1):
+        if spec.layers[i]["type"] not in OUTPUT_TYPES:
+            break
+        out.append(i)
+    return out
+
+
+def _init_weights(model: nn.Module, init: str | None) -> None:
+    if init is None:
+        return
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if init == "he":
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            else:
+                nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_model(spec: ModelSpec) -> SpecNet:
+    """The torch module of a resolved spec (a raw spec is resolved first; it then needs its own in_shape)."""
+    return SpecNet(spec if isinstance(spec, ModelSpec) else resolve_spec(spec))

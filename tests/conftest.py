@@ -1,0 +1,51 @@
+"""Shared fixtures: tiny generated image folders and a trained digits Run (trained once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def make_folder(root: Path, classes=("circle", "square"), per_class: int = 20, size: int = 16, seed: int = 0) -> Path:
+    """Class folders of simple synthetic shapes that a small CNN can learn in a few epochs."""
+    rng = np.random.default_rng(seed)
+    for ci, name in enumerate(classes):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            img = rng.integers(0, 40, (size, size, 3), dtype=np.uint8)
+            lo, hi = size // 4, 3 * size // 4
+            if ci % 2 == 0:
+                img[lo:hi, lo:hi] = [220, 40, 40]
+            else:
+                img[:, lo:hi] = [40, 40, 220]
+            if ci >= 2:
+                img = img[:, ::-1]
+            Image.fromarray(np.ascontiguousarray(img)).save(root / name / f"{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def shapes_folder(tmp_path: Path) -> Path:
+    return make_folder(tmp_path / "shapes")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory, cache_dir):
+    """A digits-cnn Run trained for a few epochs on CPU, shared by evaluate/predict/codegen tests."""
+    import convforge
+
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    result = convforge.train(
+        "digits", epochs=6, out=str(out), cache_dir=str(cache_dir), device="cpu", progress=False, log=lambda s: None
+    )
+    return result

@@ -1,0 +1,134 @@
+"""Unit tests of the engine's parts: augmentation, schedules, solvers, checkpoints, config round trip."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from convforge._config import from_dict, load_yaml, save_yaml, to_dict
+from convforge.engine import TrainConfig
+from convforge.engine.augment import Augment, augment_batch
+from convforge.engine.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from convforge.engine.schedules import make_scheduler
+from convforge.engine.solvers import DEFAULT_LR, SOLVERS, make_optimizer
+
+
+def _image() -> torch.Tensor:
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 2, 1] = 1.0  # one bright pixel, left of centre
+    return x
+
+
+def test_flip_mirrors_exactly_and_is_seeded():
+    x = _image().repeat(64, 1, 1, 1)
+    gen = torch.Generator().manual_seed(0)
+    out = augment_batch(x, Augment(flip=True), gen)
+    flipped = (out[:, 0, 2, 6] == 1).sum().item()
+    kept = (out[:, 0, 2, 1] == 1).sum().item()
+    assert flipped + kept == 64 and 16 < flipped < 48
+    again = augment_batch(x, Augment(flip=True), torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_affine_without_range_is_identity():
+    x = torch.rand(4, 3, 16, 16)
+    out = augment_batch(x, Augment(), torch.Generator().manual_seed(0))
+    assert torch.equal(out, x)
+
+
+def test_shift_moves_content_by_at_most_the_range():
+    x = torch.zeros(256, 1, 32, 32)
+    x[:, :, 12:20, 12:20] = 1.0
+    out = augment_batch(x, Augment(shift=0.125), torch.Generator().manual_seed(1))
+    ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    mass = out[:, 0].sum((1, 2))
+    cy = (out[:, 0] * ys).sum((1, 2)) / mass
+    cx = (out[:, 0] * xs).sum((1, 2)) / mass
+    assert (cx - 15.5).abs().max() <= 4.01 and (cy - 15.5).abs().max() <= 4.01
+    assert (cx - 15.5).abs().max() > 2  # it does move
+    assert torch.allclose(mass, torch.full_like(mass, 64.0), atol=1e-3)  # translation keeps the square whole
+
+
+def test_zoom_changes_the_size_of_content():
+    x = torch.zeros(128, 1, 32, 32)
+    x[:, :, 8:24, 8:24] = 1.0
+    out = augment_batch(x, Augment(zoom=0.3), torch.Generator().manual_seed(2))
+    area = out[:, 0].sum((1, 2))
+    assert area.min() < 256 * 0.8 and area.max() > 256 * 1.2
+
+
+@pytest.mark.parametrize("name", SOLVERS.names())
+def test_every_solver_lowers_a_quadratic(name):
+    w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
+    opt = make_optimizer(name, [w], lr=None)
+    assert opt.param_groups[0]["lr"] == DEFAULT_LR[name]
+    for _ in range(200):
+        opt.zero_grad()
+        (w**2).sum().backward()
+        opt.step()
+    assert (w**2).sum().item() < 13 * 0.9  # every solver moves downhill at its default lr
+
+
+def _lrs(cfg: TrainConfig, steps: int = 10) -> list[float]:
+    w = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([w], lr=1.0)
+    sched = make_scheduler(opt, cfg, steps_per_epoch=steps)
+    out = []
+    for _ in range(cfg.epochs * steps):
+        out.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return out
+
+
+def test_schedules_shapes():
+    assert set(_lrs(TrainConfig(schedule="constant", epochs=3))) == {1.0}
+    step = _lrs(TrainConfig(schedule="step", epochs=4, step_epochs=2, gamma=0.5))
+    assert step[0] == 1.0 and step[19] == 1.0 and step[20] == 0.5
+    piece = _lrs(TrainConfig(schedule="piecewise", epochs=4, milestones=(1, 3), gamma=0.1))
+    assert piece[9] == 1.0 and math.isclose(piece[10], 0.1) and math.isclose(piece[30], 0.01)
+    cos = _lrs(TrainConfig(schedule="cosine", epochs=2))
+    assert cos[0] == 1.0 and math.isclose(cos[10], 0.5, abs_tol=1e-9) and cos[-1] < 0.01
+    one = _lrs(TrainConfig(schedule="onecycle", epochs=4))
+    peak = one.index(max(one))
+    assert one[0] < 0.1 and peak == 10 and one[-1] < 0.01
+    warm = _lrs(TrainConfig(schedule="constant", epochs=2, warmup_epochs=1))
+    assert math.isclose(warm[0], 0.1) and warm[9] == 1.0
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.9**s)
+    for _ in range(3):
+        opt.zero_grad()
+        model(torch.randn(8, 4)).sum().backward()
+        opt.step()
+        sched.step()
+    gen = torch.Generator().manual_seed(5)
+    gen_state = gen.get_state()
+    path = tmp_path / "ckpt.safetensors"
+    save_checkpoint(path, model, opt, sched, gen, TrainState(epoch=3, history=[{"epoch": 3}], best={"epoch": 2}))
+    model2 = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    opt2 = torch.optim.Adam(model2.parameters(), lr=0.01)
+    sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 0.9**s)
+    gen2 = torch.Generator()
+    state = load_checkpoint(path, model2, opt2, sched2, gen2)
+    assert state.epoch == 3 and state.best == {"epoch": 2}
+    assert torch.equal(gen2.get_state(), gen_state)
+    assert sched2.last_epoch == 3 and opt2.param_groups[0]["lr"] == pytest.approx(0.01 * 0.9**3)
+    for a, b in zip(model.state_dict().values(), model2.state_dict().values()):
+        assert torch.equal(a, b)
+    s1, s2 = opt.state_dict()["state"], opt2.state_dict()["state"]
+    assert all(torch.equal(s1[i]["exp_avg_sq"], s2[i]["exp_avg_sq"]) for i in s1)
+
+
+def test_config_yaml_round_trip(tmp_path):
+    cfg = from_dict(TrainConfig, {"epochs": 7, "split": "0.7,0.2,0.1", "image_size": [32, 32], "flip": "true"})
+    assert cfg.split == (0.7, 0.2, 0.1) and cfg.image_size == (32, 32) and cfg.flip is True
+    save_yaml(cfg, tmp_path / "c.yaml")
+    assert load_yaml(TrainConfig, tmp_path / "c.yaml") == cfg
+    assert to_dict(cfg)["split"] == [0.7, 0.2, 0.1]
