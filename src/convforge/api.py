@@ -85,11 +85,17 @@ def predict(run: str | Path, paths, *, top_k: int = 1, batch_size: int = 256, de
     return rows
 
 
-def inspect_data(source: str, *, grid: str | Path | None = None, data_dir: str | None = None) -> dict:
-    """Counts per class, sizes, modes and problems of a dataset; optionally a PNG grid of samples."""
-    from .data import inspect_source
+def inspect_data(source: str, *, grid: str | Path | None = None, data_dir: str | None = None,
+                 cache_dir: str | None = None) -> dict:
+    """Counts per class, sizes, modes and problems of a dataset; optionally a PNG grid of random samples."""
+    from .data import DataConfig, inspect_source, load_data, sample_grid
 
-    return inspect_source(source, grid=grid, data_dir=data_dir)
+    cfg = DataConfig(source=str(source), data_dir=data_dir, cache_dir=cache_dir)
+    report = inspect_source(cfg)
+    if grid is not None:
+        splits = load_data(cfg, progress=False)
+        report["grid"] = str(sample_grid(splits.train, grid))
+    return report
 
 
 def list_models() -> list[dict[str, str]]:

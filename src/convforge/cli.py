@@ -104,7 +104,12 @@ def data_inspect(
 ) -> None:
     """Counts per class, image sizes and modes, problems, and a grid of samples."""
     report = api.inspect_data(source, grid=grid, data_dir=data_dir)
-    show(report, as_json=as_json)
+    if as_json:
+        show(report, as_json=True)
+        return
+    from .report_text import inspect_text
+
+    typer.echo(inspect_text(report))
 
 
 @models_app.command("list")
