@@ -52,7 +52,7 @@ def test_train_passes_options_to_the_api(monkeypatch, capsys, tmp_path):
         capsys,
     )
     assert code == 0
-    assert seen["source"] == "mnist" and seen["epochs"] == 3 and seen["solver"] == "sgdm" and seen["lr"] == 0.1
+    assert seen["source"] == "mnist" and seen["epochs"] == 3 and seen["solver"] == "sgdm" and seen["lr"] == "0.1"
     assert seen["flip"] is True and seen["split"] == "0.7,0.2,0.1" and seen["batch_size"] is None
     assert out.strip().splitlines()[-1] == "test accuracy: 50.00%"
 

@@ -31,7 +31,7 @@ def _cli_type(hint: Any) -> Any:
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
-        return _cli_type(args[0])
+        return _cli_type(args[0]) if len(args) == 1 else str  # e.g. float | str: the config coerces
     if origin in (tuple, list):
         return str
     return hint if hint in (int, float, str, bool) else str

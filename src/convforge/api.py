@@ -58,7 +58,13 @@ def train(
         options["source"] = str(source)
     if resume is not None:
         return run_training(cfg, resume=resume, progress=progress, log=log, on_epoch=on_epoch, **options)
-    return run_training(merge(cfg), progress=progress, log=log, on_epoch=on_epoch, **options)
+    cfg = merge(cfg, **options)
+    if cfg.lr == "suggested":
+        from .studies.lr_find import suggest_lr
+
+        cfg = merge(cfg, lr=suggest_lr(cfg))
+        log(f"lr-find suggests --lr {cfg.lr:g}")
+    return run_training(cfg, progress=progress, log=log, on_epoch=on_epoch)
 
 
 def evaluate(run: str | Path, source: str | None = None, *, data_dir: str | None = None, top_k: int = 5) -> dict:
@@ -85,8 +91,9 @@ def predict(run: str | Path, paths, *, top_k: int = 1, batch_size: int = 256, de
     return rows
 
 
-def inspect_data(source: str, *, grid: str | Path | None = None, data_dir: str | None = None,
-                 cache_dir: str | None = None) -> dict:
+def inspect_data(
+    source: str, *, grid: str | Path | None = None, data_dir: str | None = None, cache_dir: str | None = None
+) -> dict:
     """Counts per class, sizes, modes and problems of a dataset; optionally a PNG grid of random samples."""
     from .data import DataConfig, inspect_source, load_data, sample_grid
 
@@ -112,3 +119,38 @@ def show_model(model: str, *, input_shape: str | tuple = "1,28,28", num_classes:
     if as_dict:
         return {"name": spec.name, "params": spec.param_count, "layers": summary_rows(spec)}
     return format_summary(spec)
+
+
+def codegen(
+    run: str | Path,
+    out: str | Path,
+    *,
+    backend: str = "native",
+    precision: str = "fp32",
+    max_batch: int = 256,
+    arch: str | None = None,
+    build: bool = False,
+    verify: bool = False,
+    bench: bool = False,
+) -> dict:
+    """Write a standalone CUDA C++ project for a Run; optionally build, verify against PyTorch, benchmark."""
+    from .codegen import codegen as generate_project
+
+    return generate_project(
+        run,
+        out,
+        backend=backend,
+        precision=precision,
+        max_batch=max_batch,
+        arch=arch,
+        build=build,
+        verify=verify,
+        bench=bench,
+    )
+
+
+def export(run: str | Path, out: str | Path, *, format: str = "onnx") -> Path:
+    """Export a Run's model to ONNX or TorchScript, checked against PyTorch on the same inputs."""
+    from .codegen.export import export as export_model
+
+    return export_model(run, out, format=format)

@@ -11,6 +11,8 @@ import typer
 
 from . import api
 from ._cli_options import with_config_options
+from .bench.train import register_train as register_train_bench
+from .cli_studies import register as register_studies
 from .engine.config import TrainConfig
 from .errors import ConvforgeError
 
@@ -22,8 +24,10 @@ app = typer.Typer(
 )
 data_app = typer.Typer(no_args_is_help=True, help="Inspect datasets.")
 models_app = typer.Typer(no_args_is_help=True, help="List and show network architectures.")
+bench_app = typer.Typer(no_args_is_help=True, help="Timing studies: devices, convolution algorithms, training speed.")
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+app.add_typer(bench_app, name="bench")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -116,7 +120,7 @@ def data_inspect(
 def models_list(as_json: JsonOpt = False) -> None:
     """The named networks."""
     rows = api.list_models()
-    show(rows if as_json else "\n".join(f"{r['name']:<16} {r['description']}" for r in rows), as_json=as_json)
+    show(rows if as_json else "\n".join(f"{r['name']:<19} {r['description']}" for r in rows), as_json=as_json)
 
 
 @models_app.command("show")
@@ -128,6 +132,48 @@ def models_show(
 ) -> None:
     """A table of layers, output shapes and parameter counts."""
     show(api.show_model(model, input_shape=input, num_classes=classes, as_dict=as_json), as_json=as_json)
+
+
+@app.command()
+def codegen(
+    run: Annotated[Path, typer.Argument(help="A Run folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the generated CUDA C++ project.")],
+    backend: Annotated[str, typer.Option(help="native (CUDA runtime only) | cudnn")] = "native",
+    precision: Annotated[str, typer.Option(help="fp32 | tf32 | fp16 | bf16 (cudnn: fp32 | tf32)")] = "fp32",
+    max_batch: Annotated[int, typer.Option(help="Largest batch the program accepts.")] = 256,
+    arch: Annotated[str | None, typer.Option(help="GPU architecture, e.g. sm_90 [default: nvcc's]")] = None,
+    build: Annotated[bool, typer.Option(help="Compile it with nvcc.")] = False,
+    verify: Annotated[bool, typer.Option(help="Build, run on the GPU and compare with PyTorch.")] = False,
+    bench: Annotated[bool, typer.Option(help="Build and time it.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate standalone CUDA C++ inference code for a trained Run."""
+    info = api.codegen(
+        run,
+        out,
+        backend=backend,
+        precision=precision,
+        max_batch=max_batch,
+        arch=arch,
+        build=build,
+        verify=verify,
+        bench=bench,
+    )
+    show(info, as_json=as_json)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="A Run folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output file (.onnx or .pt).")],
+    format: Annotated[str, typer.Option(help="onnx | torchscript")] = "onnx",
+) -> None:
+    """Export a Run's model to ONNX or TorchScript (outputs checked against PyTorch)."""
+    typer.echo(f"exported: {api.export(run, out, format=format)}")
+
+
+register_studies(app, bench_app)
+register_train_bench(bench_app)
 
 
 def _click_errors() -> tuple[type[Exception], ...]:

@@ -28,6 +28,7 @@ def test_mnist_digits_cnn_sgdm_reaches_98_percent_on_cpu(tmp_path):
         epochs=2,
         schedule="constant",
         device="cpu",
+        threads=1,  # a loaded 2-core CI box: one thread avoids oversubscription
         out=str(tmp_path / "run"),
         cache_dir=str(tmp_path / "cache"),
         progress=False,

@@ -11,7 +11,9 @@ Files that cannot be read raise ``BadImage(reason)``; callers collect them as (p
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -43,21 +45,12 @@ def decode_image(path: str | Path, channels: int, size: tuple[int, int], resize:
 def decode_array(path: str | Path, channels: int, size: tuple[int, int] | None, resize: str) -> np.ndarray:
     """Like decode_image but numpy; ``size`` None keeps the native size."""
     path = Path(path)
-    try:
-        with Image.open(path) as im:
-            check_pixels(im)
-            if size is not None and im.format == "JPEG":
-                im.draft(im.mode, _draft_size(im.size, size, resize))  # DCT downscale: much faster
-            im.load()
-            return fit(to_channels(im, channels), channels, size, resize)
-    except BadImage:
-        raise
-    except Image.DecompressionBombError:
-        raise BadImage("too large (decompression bomb?)") from None
-    except Image.UnidentifiedImageError:
-        raise BadImage(_unidentified(path)) from None
-    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
-        raise BadImage(f"corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    with _as_bad_image(path, "corrupt or truncated"), Image.open(path) as im:
+        check_pixels(im)
+        if size is not None and im.format == "JPEG":
+            im.draft(im.mode, _draft_size(im.size, size, resize))  # DCT downscale: much faster
+        im.load()
+        return fit(to_channels(im, channels), channels, size, resize)
 
 
 def _unidentified(path: Path) -> str:
@@ -137,17 +130,24 @@ def fit_array(a: np.ndarray, channels: int, size: tuple[int, int] | None, resize
 def read_header(path: str | Path) -> tuple[tuple[int, int], str]:
     """((width, height), mode) from the header only; BadImage when it cannot be identified."""
     path = Path(path)
-    try:
+    with _as_bad_image(path, "corrupt"):
         if path.stat().st_size == 0:
             raise BadImage("empty file (0 bytes)")
         with Image.open(path) as im:
             check_pixels(im)
             return im.size, im.mode
+
+
+@contextlib.contextmanager
+def _as_bad_image(path: Path, corrupt: str) -> Iterator[None]:
+    """Pillow's many failure types -> one BadImage with a reason a person can act on."""
+    try:
+        yield
     except BadImage:
         raise
     except Image.DecompressionBombError:
         raise BadImage("too large (decompression bomb?)") from None
     except Image.UnidentifiedImageError:
         raise BadImage(_unidentified(path)) from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise BadImage(f"corrupt ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
+        raise BadImage(f"{corrupt} ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None

@@ -1,7 +1,9 @@
 """Batched augmentation on the training device: no DataLoader, no per-image Python.
 
 Flips are a masked `flip`; shift, shear and zoom are one random affine per image applied with a single
-`affine_grid` + `grid_sample` call for the whole batch.
+`affine_grid` + `grid_sample` call for the whole batch; crop-shift is one reflect-pad plus one gather; cutout,
+brightness and contrast are element-wise with per-image random numbers. Nothing reads a value back to the host,
+so the whole batch pipeline can be captured in a CUDA graph (engine/fast/graph.py).
 """
 
 from __future__ import annotations
@@ -19,10 +21,15 @@ class Augment:
     shift: float = 0.0  # fraction of the image size
     shear: float = 0.0  # degrees
     zoom: float = 0.0  # fraction
+    crop_pad: int = 0  # pixels: reflect-pad, then a random crop of the original size
+    cutout: int = 0  # pixels: side of one zeroed square per image
+    brightness: float = 0.0  # fraction of the 0..1 pixel range
+    contrast: float = 0.0  # fraction
 
     @property
     def active(self) -> bool:
-        return self.flip or self.shift > 0 or self.shear > 0 or self.zoom > 0
+        photometric = self.brightness > 0 or self.contrast > 0
+        return self.flip or self.geometric or self.crop_pad > 0 or self.cutout > 0 or photometric
 
     @property
     def geometric(self) -> bool:
@@ -46,15 +53,66 @@ def random_affine(n: int, aug: Augment, gen: torch.Generator, device: torch.devi
     return theta
 
 
-def augment_batch(images: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch.Tensor:
+def crop_shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels each way: reflect-pad, then one gather of a random window."""
+    n, c, h, w = images.shape
+    dev = images.device
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    padded = F.pad(images, (pad, pad, pad, pad), mode=mode)
+    top = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
+    left = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
+    rows = (torch.arange(h, device=dev) + top).view(n, 1, h, 1)
+    cols = (torch.arange(w, device=dev) + left).view(n, 1, 1, w)
+    return padded[
+        torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1), rows, cols
+    ]
+
+
+def cutout(images: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero (the mean, after standardizing) one size x size square per image; its centre may lie on the edge."""
+    n, _, h, w = images.shape
+    dev = images.device
+    top = torch.randint(0, h, (n, 1, 1), generator=gen, device=dev) - size // 2
+    left = torch.randint(0, w, (n, 1, 1), generator=gen, device=dev) - size // 2
+    ys = torch.arange(h, device=dev).view(1, h, 1)
+    xs = torch.arange(w, device=dev).view(1, 1, w)
+    inside = (ys >= top) & (ys < top + size) & (xs >= left) & (xs < left + size)
+    return images.masked_fill(inside.unsqueeze(1), 0.0)
+
+
+def photometric(images: torch.Tensor, aug: Augment, gen: torch.Generator, unit: torch.Tensor | None) -> torch.Tensor:
+    """Random brightness (+- aug.brightness of the pixel range) and contrast (x (1 +- aug.contrast)) per image.
+
+    `unit` is one pixel-range unit in the batch's scale per channel (1/std after standardizing; 1 for 0..1).
+    """
+    n = images.shape[0]
+    if aug.contrast > 0:
+        factor = 1 + _uniform(n, aug.contrast, gen, images.device).view(n, 1, 1, 1)
+        mean = images.mean(dim=(1, 2, 3), keepdim=True)
+        images = (images - mean) * factor + mean
+    if aug.brightness > 0:
+        delta = _uniform(n, aug.brightness, gen, images.device).view(n, 1, 1, 1)
+        images = images + delta * (1.0 if unit is None else unit)
+    return images
+
+
+def augment_batch(
+    images: torch.Tensor, aug: Augment, gen: torch.Generator, unit: torch.Tensor | None = None
+) -> torch.Tensor:
     """Augment a float N x C x H x W batch; `gen` lives on the batch's device so runs are reproducible."""
     n = images.shape[0]
     if aug.flip:
         flip = torch.rand(n, generator=gen, device=images.device) < 0.5
         images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
+    if aug.crop_pad > 0:
+        images = crop_shift(images, aug.crop_pad, gen)
     if aug.geometric:
         theta = random_affine(n, aug, gen, images.device)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)
         # border fill, as Keras' ImageDataGenerator fill_mode="nearest"
         images = F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    if aug.brightness > 0 or aug.contrast > 0:
+        images = photometric(images, aug, gen, unit)
+    if aug.cutout > 0:
+        images = cutout(images, aug.cutout, gen)
     return images

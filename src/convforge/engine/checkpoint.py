@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from ..run import load_safetensors, save_safetensors
+from .distributed import is_main
 
 
 @dataclass
@@ -49,8 +50,13 @@ def save_checkpoint(
     data_gen: torch.Generator,
     state: TrainState,
 ) -> None:
-    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
-    opt_tensors, opt_plain = _split_optimizer(optimizer.state_dict())
+    model_state = model.state_dict()  # the full SpecNet state; hybrid gathers it (every rank calls this)
+    full_optimizer_state = getattr(model, "full_optimizer_state", None)  # hybrid: the slices' state gathered
+    optim_state = full_optimizer_state(optimizer) if full_optimizer_state else optimizer.state_dict()
+    if not is_main():
+        return  # rank 0 writes
+    tensors = {f"model.{k}": v for k, v in model_state.items()}
+    opt_tensors, opt_plain = _split_optimizer(optim_state)
     tensors.update(opt_tensors)
     tensors["rng.torch"] = torch.get_rng_state()
     tensors["rng.data"] = data_gen.get_state()
@@ -79,7 +85,9 @@ def load_checkpoint(
     plain = json.loads(metadata["train_state"])
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     optim = {k: v for k, v in tensors.items() if k.startswith("optim.")}
-    optimizer.load_state_dict(_join_optimizer(optim, plain["optimizer"]))
+    full = _join_optimizer(optim, plain["optimizer"])
+    local_optimizer_state = getattr(model, "local_optimizer_state", None)  # hybrid: cut into this rank's slices
+    optimizer.load_state_dict(local_optimizer_state(optimizer, full) if local_optimizer_state else full)
     sched = scheduler.state_dict()
     sched.update({k: v for k, v in plain["scheduler"].items() if k != "lr_lambdas"})
     scheduler.load_state_dict(sched)

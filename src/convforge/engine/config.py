@@ -25,7 +25,7 @@ class TrainConfig:
     freeze: bool = False  # with init: train only the new head
     # solver and schedule
     solver: str = "adam"  # sgd | sgdm | nesterov | adam | adamw | rmsprop
-    lr: float | None = None  # None: the solver's usual default
+    lr: float | str | None = None  # None: the solver's usual default; "suggested": run lr-find first
     momentum: float | None = None  # None: the solver's default (0.9 for sgdm/nesterov)
     weight_decay: float = 0.0
     schedule: str = "cosine"  # constant | step | piecewise | cosine | onecycle
@@ -46,12 +46,26 @@ class TrainConfig:
     shear: float = 0.0  # max shear angle in degrees
     zoom: float = 0.0  # max zoom in/out as a fraction
     rescale: str = "standardize"  # standardize: (x-mean)/std per channel | unit: x/255 (Keras rescale)
+    crop_pad: int = 0  # random shift by up to this many pixels: reflect-pad and crop back (0 = off)
+    cutout: int = 0  # side in pixels of one random square set to zero per image (0 = off)
+    brightness: float = 0.0  # max brightness change, a fraction of the pixel range
+    contrast: float = 0.0  # max contrast change, a fraction (x -> mean + (x - mean) * (1 +- contrast))
     # execution
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    threads: int = 0  # CPU threads; 0 = auto (1 for models under 1M parameters, else all cores)
+    threads: int = 0  # CPU threads; 0 = auto (1 when a step is under 20M multiply-adds, else all cores)
     precision: str = "auto"  # auto (bf16 autocast on GPU) | fp32 | bf16
     seed: int = 0
     deterministic: bool = False
+    cuda_graphs: bool | None = None  # capture the training step in a CUDA graph; default: on with CUDA
+    compile: bool = False  # torch.compile the model (seconds of compile time; pays on long runs)
+    # several processes (torch.distributed; README "Multi-GPU and multi-node")
+    gpus: int = 1  # processes on this machine, one per GPU (NCCL); with --device cpu: CPU processes (gloo)
+    procs: int = 0  # CPU processes with gloo (tests, CI); 0 = use --gpus
+    parallel: str = "data"  # data (DDP) | hybrid (conv layers data-parallel, dense layers split across ranks)
+    batch_scope: str = "global"  # global: --batch-size is the whole step, split over processes | per-gpu
+    scale_lr: bool = False  # with --batch-scope per-gpu: multiply lr by the process count (linear scaling)
+    sync_bn: bool = False  # batchnorm statistics over the global batch (SyncBatchNorm, GPUs only)
+    dist_timeout_s: float = 300.0  # a collective that waits longer (a rank died or hung) ends the whole job
     out: str | None = None  # run folder; default runs/<source>-<model>-<time>
 
     def validate(self) -> None:
@@ -59,7 +73,9 @@ class TrainConfig:
         for name, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer, not {value}")
-        if self.lr is not None and self.lr <= 0:
+        if isinstance(self.lr, str) and self.lr != "suggested":
+            raise ConfigError(f"--lr must be a positive number or 'suggested', not {self.lr!r}")
+        if isinstance(self.lr, float) and self.lr <= 0:
             raise ConfigError(f"--lr must be a positive number, not {self.lr}")
         if self.weight_decay < 0:
             raise ConfigError(f"--weight-decay must be >= 0, not {self.weight_decay}")
@@ -75,6 +91,12 @@ class TrainConfig:
                 raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        for name in ("crop_pad", "cutout"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 pixels, not {getattr(self, name)}")
+        for name in ("brightness", "contrast"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be a fraction in [0, 1), not {getattr(self, name)}")
         for name in ("shift", "zoom"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be a fraction in [0, 1), not {getattr(self, name)}")
@@ -84,3 +106,14 @@ class TrainConfig:
             raise ConfigError("--freeze needs --init RUN_DIR (the run whose feature layers are frozen)")
         if self.early_stopping < 0:
             raise ConfigError(f"--early-stopping must be >= 0, not {self.early_stopping}")
+        self._validate_distributed()
+
+    def _validate_distributed(self) -> None:
+        if self.gpus < 1 or self.procs < 0:
+            raise ConfigError(f"--gpus must be >= 1 and --procs >= 0, not {self.gpus} and {self.procs}")
+        if self.dist_timeout_s <= 0:
+            raise ConfigError(f"--dist-timeout-s must be > 0 seconds, not {self.dist_timeout_s}")
+        for name, allowed in {"parallel": ("data", "hybrid"), "batch_scope": ("global", "per-gpu")}.items():
+            if getattr(self, name) not in allowed:
+                flag = name.replace("_", "-")
+                raise ConfigError(f"--{flag} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")

@@ -7,3 +7,5 @@ from collections.abc import Callable
 from .._registry import Registry
 
 RECIPES: Registry[Callable] = Registry("recipe")
+
+from .. import recipes as _builtin  # noqa: E402,F401  (registers the built-in recipes; imports RECIPES above)

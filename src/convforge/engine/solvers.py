@@ -17,6 +17,16 @@ def _fused_kwargs(params: list, fused: bool) -> dict:
     return {"fused": True} if fused and all(p.is_cuda for p in params) else {}
 
 
+def _capturable(opt: torch.optim.Optimizer, capturable: bool) -> torch.optim.Optimizer:
+    """Mark an optimizer safe to capture in a CUDA graph (step counters on the device; engine/fast/graph.py)."""
+    if capturable and all(p.is_cuda for g in opt.param_groups for p in g["params"]):
+        for group in opt.param_groups:
+            if "capturable" in group:
+                group["capturable"] = True
+        opt._warned_capturable_if_run_uncaptured = True  # the tail batch runs uncaptured, by design
+    return opt
+
+
 @SOLVERS.register("sgd")
 def sgd(params, lr, momentum, weight_decay, fused=False):
     return torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=weight_decay, **_fused_kwargs(params, fused))
@@ -62,7 +72,9 @@ def make_optimizer(
     momentum: float | None = None,
     weight_decay: float = 0.0,
     fused: bool = False,
+    capturable: bool = False,
 ) -> torch.optim.Optimizer:
     factory = SOLVERS.get(name)
     params = [p for p in params if p.requires_grad]
-    return factory(params, DEFAULT_LR[name] if lr is None else lr, momentum, weight_decay, fused)
+    opt = factory(params, DEFAULT_LR[name] if lr is None else lr, momentum, weight_decay, fused)
+    return _capturable(opt, capturable)

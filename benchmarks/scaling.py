@@ -1,0 +1,208 @@
+"""Multi-GPU scaling: images/s and time-to-accuracy on 1..N GPUs, data parallel and hybrid, via `convforge.train`.
+
+    export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+    PYTHONPATH=src python benchmarks/scaling.py --gpus 1,2            # 4,8 on bigger machines
+    PYTHONPATH=src python benchmarks/scaling.py --device cpu --gpus 1,2 --quick   # a dry run on CPU processes
+
+For each GPU count one torch.distributed launch runs every (model, workload, mode) in turn through the normal
+`train()` (DDP or hybrid, rank 0 writes the Run). Workloads are synthetic, learnable images (a per-class random
+low-frequency pattern plus noise), held in memory: "imagenette" (224 px, 10 classes) and "cifar" (32 px, 10
+classes). Weak scaling: the batch is per GPU (--batch-scope per-gpu) with the linear lr scaling rule (--scale-lr),
+so N GPUs take N times the global batch. All runs use the eager step (no CUDA graphs: DDP disables them), so the
+ratio compares the same step. images/s is the median over epochs after the first (cuDNN autotuning, warm-up);
+time-to-accuracy is the training time until the validation accuracy first reaches --target.
+
+Writes benchmarks/results/scaling_<device>_<date>.json (device, versions, date, rows) and .md (table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import statistics
+import sys
+import uuid
+from pathlib import Path
+
+NO_MULTICAST = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+for _key, _value in NO_MULTICAST.items():
+    os.environ.setdefault(_key, _value)  # NVLink multicast stays off; spawned workers inherit os.environ
+
+WORKLOADS = {  # name: (size px, train images, val images, per-GPU batch)
+    "imagenette": (224, 4096, 512, 128),
+    "cifar": (32, 16384, 1024, 256),
+}
+QUICK = {"imagenette": (64, 64, 32, 16), "cifar": (32, 96, 32, 16)}
+RECIPE = {  # solver settings per model (1-GPU lr; --scale-lr multiplies it by the GPU count)
+    "resnet18": dict(solver="sgdm", lr=0.05, weight_decay=5e-4),
+    "alexnet": dict(solver="sgdm", lr=0.01, weight_decay=5e-4),
+}
+
+
+# -- data -------------------------------------------------------------------------------------------------
+def synthetic_splits(size: int, n_train: int, n_val: int, classes: int = 10, seed: int = 0):
+    """Learnable images: class k is a fixed random 7x7 colour pattern upsampled to size, plus noise (uint8)."""
+    import torch
+    import torch.nn.functional as F
+
+    from convforge.data import DataSplits, ImageSet
+
+    gen = torch.Generator().manual_seed(seed)
+    templates = F.interpolate(torch.rand(classes, 3, 7, 7, generator=gen), size=(size, size), mode="bilinear")
+
+    def make(n: int) -> ImageSet:
+        labels = torch.arange(n) % classes
+        labels = labels[torch.randperm(n, generator=gen)]
+        images = torch.empty(n, 3, size, size, dtype=torch.uint8)
+        for start in range(0, n, 512):
+            y = labels[start : start + 512]
+            noise = torch.rand(len(y), 3, size, size, generator=gen)
+            images[start : start + 512] = ((0.45 * templates[y] + 0.55 * noise) * 255).to(torch.uint8)
+        return ImageSet(images, labels, [str(k) for k in range(classes)])
+
+    train, val = make(n_train), make(n_val)
+    empty = ImageSet(train.images[:0], train.labels[:0], train.classes)
+    info = {"source": f"synthetic-{size}px", "split": None}
+    return DataSplits(train, val, empty, train.classes, info)
+
+
+# -- one launch per GPU count -----------------------------------------------------------------------------
+def worker(plan: list[dict], sizes: dict, device: str, out_root: str) -> list[dict]:
+    """Every configuration of the plan, in this rank; rank 0 returns the rows."""
+    import convforge.engine.loop as loop
+
+    rows, cache = [], {}
+    for item in plan:
+        size, n_train, n_val, batch = sizes[item["workload"]]
+        key = item["workload"]
+        if key not in cache:
+            cache.clear()  # one workload's images in memory at a time
+            cache[key] = synthetic_splits(size, n_train, n_val)
+        loop.load_data = lambda cfg, progress=True, _s=cache[key]: _s  # noqa: B023 (bound per item)
+        options = dict(RECIPE[item["model"]], model=item["model"], source=f"synthetic-{key}", epochs=item["epochs"])
+        options.update(batch_size=batch, batch_scope="per-gpu", scale_lr=True, schedule="constant")
+        options.update(parallel=item["mode"] if item["mode"] != "single" else "data", cuda_graphs=False)
+        options.update(device=device, out=f"{out_root}/{item['model']}-{key}-{item['mode']}-{item['gpus']}")
+        log = print if os.environ.get("RANK", "0") == "0" else (lambda s: None)
+        log(f"== {item['model']} {key} {item['mode']} on {item['gpus']} {'GPU' if device != 'cpu' else 'process'}(s)")
+        result = loop.train(loop.TrainConfig(**options), progress=False, log=log)
+        rows.append(summarize(item, result.history, batch * item["gpus"], item["target"]))
+        if os.environ.get("RANK", "0") == "0":  # each row as it comes: a run cut short keeps what it measured
+            with open(f"{out_root}.rows.jsonl", "a") as f:
+                f.write(json.dumps(rows[-1]) + "\n")
+    return rows
+
+
+def summarize(item: dict, history: list[dict], global_batch: int, target: float) -> dict:
+    rates = [row["images_per_s"] for row in history[1:]] or [history[0]["images_per_s"]]
+    elapsed, reached = 0.0, None
+    for row in history:
+        elapsed += row["time_s"]
+        if reached is None and (row.get("val_acc") or 0) >= target:
+            reached = round(elapsed, 2)
+    return {
+        **{k: item[k] for k in ("model", "workload", "mode", "gpus")},
+        "global_batch": global_batch,
+        "images_per_s": round(statistics.median(rates), 1),
+        "epoch_time_s": [row["time_s"] for row in history],
+        "time_to_target_s": reached,
+        "target_val_acc": target,
+        "final_val_acc": round(history[-1].get("val_acc") or 0.0, 4),
+    }
+
+
+def launch(n: int, plan: list[dict], sizes: dict, device: str, out_root: str) -> list[dict]:
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=n,
+        run_id=f"scaling-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        start_method="spawn",
+    )
+    return elastic_launch(config, worker)(plan, sizes, device, out_root)[0]
+
+
+# -- report -----------------------------------------------------------------------------------------------
+def environment(device: str) -> dict:
+    import torch
+
+    env = {
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": "cpu" if device == "cpu" else torch.cuda.get_device_name(0),
+        "gpus_on_machine": torch.cuda.device_count(),
+    }
+    if device != "cpu":
+        env.update(cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        env["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    return env
+
+
+def markdown(env: dict, rows: list[dict]) -> str:
+    base = {(r["model"], r["workload"]): r["images_per_s"] for r in rows if r["gpus"] == 1}
+    lines = [
+        f"# Multi-GPU scaling ({env['device']}, torch {env['torch']}, {env['date'][:10]})",
+        "",
+        "Weak scaling: per-GPU batch, lr x GPUs. Synthetic learnable images; eager step (no CUDA graphs).",
+        "",
+        "| model | workload | mode | GPUs | global batch | images/s | speed-up | time to target (s) | final val acc |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        one = base.get((r["model"], r["workload"]))
+        speedup = f"{r['images_per_s'] / one:.2f}x" if one else "n/a"
+        reached = "not reached" if r["time_to_target_s"] is None else f"{r['time_to_target_s']:.1f}"
+        lines.append(
+            f"| {r['model']} | {r['workload']} | {r['mode']} | {r['gpus']} | {r['global_batch']} | "
+            f"{r['images_per_s']:,.0f} | {speedup} | {reached} (val acc {r['target_val_acc']:.0%}) | "
+            f"{r['final_val_acc']:.2%} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gpus", default="1,2", help="GPU counts, e.g. 1,2,4,8")
+    p.add_argument("--models", default="resnet18,alexnet")
+    p.add_argument("--workloads", default="imagenette,cifar")
+    p.add_argument("--modes", default="data,hybrid", help="modes for more than one GPU")
+    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--target", type=float, default=0.9, help="validation accuracy for time-to-accuracy")
+    p.add_argument("--device", default="cuda", help="cuda, or cpu for a dry run on CPU processes")
+    p.add_argument("--quick", action="store_true", help="tiny workloads (a dry run)")
+    p.add_argument("--runs", default="/tmp/convforge-scaling", help="where the Run folders go")
+    p.add_argument("--results", default="benchmarks/results")
+    a = p.parse_args()
+    sizes = QUICK if a.quick else WORKLOADS
+    rows = []
+    for n in [int(v) for v in a.gpus.split(",")]:
+        modes = ["single"] if n == 1 else a.modes.split(",")
+        plan = [
+            dict(model=m, workload=w, mode=mode, gpus=n, epochs=a.epochs, target=a.target)
+            for w in a.workloads.split(",")
+            for m in a.models.split(",")
+            for mode in modes
+        ]
+        rows += launch(n, plan, sizes, a.device, f"{a.runs}/{uuid.uuid4().hex[:6]}")
+    env = environment(a.device)
+    tag = re.sub(r"[^a-z0-9]+", "-", env["device"].lower()).strip("-")
+    stem = Path(a.results) / f"scaling_{tag}_{dt.date.today():%Y%m%d}{'_quick' if a.quick else ''}"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps({**env, "argv": sys.argv[1:], "rows": rows}, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(markdown(env, rows))
+    print(markdown(env, rows))
+    print(f"results: {stem}.json/.md")
+
+
+if __name__ == "__main__":
+    main()

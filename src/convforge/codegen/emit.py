@@ -1,0 +1,124 @@
+"""Render the templates and write the generated project: sources, kernels, weights.bin and its manifest.
+
+Every file is written atomically (temp file + rename). weights.bin holds the plan's float32 tensors back to back at
+64-byte aligned offsets; weights.json names each with its shape, offset and size, plus the total size and CRC-32
+that the generated program checks at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zlib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from .. import __version__
+from .._io import write_bytes, write_json, write_text
+from .plan import Plan, Tensor
+
+ALIGN_BYTES = 64
+KERNEL_DIR = Path(str(resources.files("convforge.codegen") / "kernels"))
+TEMPLATE_DIR = Path(str(resources.files("convforge.codegen") / "templates"))
+CONV_FN = {"fp32": "conv_fp32", "tf32": "conv_tf32", "fp16": "conv_fp16", "bf16": "conv_bf16"}
+
+
+def pack_weights(plan: Plan) -> tuple[bytes, list[dict[str, Any]]]:
+    """float32 blob with aligned offsets, and one manifest entry per tensor."""
+    chunks, entries, offset = [], [], 0
+    for name, w in plan.weights.items():
+        pad = -offset % ALIGN_BYTES
+        chunks.append(b"\0" * pad)
+        offset += pad
+        data = np.ascontiguousarray(w, dtype="<f4").tobytes()
+        entries.append(dict(name=name, shape=list(w.shape), offset=offset, count=int(w.size)))
+        chunks.append(data)
+        offset += len(data)
+    return b"".join(chunks), entries
+
+
+def _buf(t: Tensor | None) -> str:
+    if t is None:
+        return "nullptr"
+    return {-1: "in_", -2: "out_"}.get(t.slot, f"slots_[{t.slot}]")
+
+
+def _op_view(op, offsets: dict[str, int]) -> dict[str, Any]:
+    """What the template needs for one launch: buffer and weight expressions, shape arguments, fused options."""
+
+    def wexpr(role: str) -> str:
+        name = op.weights.get(role)
+        return "nullptr" if name is None else f"W + {offsets[name] // 4}"
+
+    p = op.p
+    view = dict(kind=op.kind, name=op.name, shape="x".join(map(str, op.out.shape)), x=_buf(op.inputs[0]))
+    view.update(y=_buf(op.out), res=_buf(op.residual), w=wexpr("w"), b=wexpr("b"), scale=wexpr("scale"))
+    view.update(shift=wexpr("shift"), act=p.get("act", 0), slope=repr(float(p.get("slope", 0.0))))
+    view["size"] = op.out.size
+    view.update({k: v for k, v in p.items() if k not in view})  # c, hw, cout, pieces, cols, is_max
+    if op.kind == "add":
+        view["x2"] = _buf(op.inputs[1])
+    if op.kind == "conv":
+        keys = "cin h w cout ho wo kh kw sh sw ph pw dh dw groups".split()
+        view["shape_args"] = ", ".join(str(p[k]) for k in keys)
+    if op.kind == "pool":
+        view["shape_args"] = ", ".join(str(p[k]) for k in "c h w ho wo kh kw sh sw ph pw".split())
+    return view
+
+
+def _env() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+    env.filters["cstr"] = lambda s: json.dumps(str(s))  # JSON escapes are valid C++ string escapes
+    return env
+
+
+def emit_project(
+    plan: Plan,
+    out: Path,
+    *,
+    meta: dict[str, Any],
+    backend: str,
+    precision: str,
+    max_batch: int,
+    arch: str,
+    libs: dict[str, Any],
+) -> dict[str, Any]:
+    """Write the whole project into ``out``; return what was written."""
+    out.mkdir(parents=True, exist_ok=True)
+    blob, entries = pack_weights(plan)
+    crc = zlib.crc32(blob) & 0xFFFFFFFF
+    offsets = {e["name"]: e["offset"] for e in entries}
+    pre = meta["preprocessing"]
+    ctx = dict(
+        model=meta["model"], version=__version__, run_path=meta["run_path"], backend=backend, precision=precision,
+        c=plan.in_shape[0], h=plan.in_shape[1], w=plan.in_shape[2], k=plan.num_outputs, classes=meta["classes"],
+        mean=[float(v) for v in pre["mean"]], std=[float(v) for v in pre["std"]], output=plan.output,
+        max_batch=max_batch, weights=entries, weight_bytes=len(blob), crc32=crc, slot_sizes=plan.slot_sizes,
+        in_size=int(np.prod(plan.in_shape)), ops=[_op_view(op, offsets) for op in plan.ops],
+        conv_fn="conv_cudnn" if backend == "cudnn" else CONV_FN[precision], arch=arch,
+        arch_num=arch.removeprefix("sm_").removeprefix("compute_"), **libs,
+    )  # fmt: skip
+    env = _env()
+    files = {
+        "network.h": "network.h.j2", "network.cu": "network.cu.j2", "main.cu": "main.cu.j2",
+        "Makefile": "Makefile.j2", "CMakeLists.txt": "CMakeLists.txt.j2", "README.md": "README.md.j2",
+    }  # fmt: skip
+    for name, template in files.items():
+        write_text(out / name, env.get_template(template).render(**ctx))
+    kernels = out / "kernels"
+    kernels.mkdir(exist_ok=True)
+    for src in sorted(KERNEL_DIR.glob("*.cuh")):
+        shutil.copyfile(src, kernels / src.name)
+    write_bytes(out / "weights.bin", blob)
+    manifest = dict(format="convforge-weights-1", model=meta["model"], dtype="float32", byte_order="little")
+    manifest.update(bytes=len(blob), crc32=crc, tensors=entries)
+    write_json(out / "weights.json", manifest)
+    return dict(files=sorted([*files, "weights.bin", "weights.json", "kernels/"]), weight_bytes=len(blob), crc32=crc)

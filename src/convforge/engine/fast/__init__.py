@@ -1,0 +1,46 @@
+"""Fast paths around the reference `Trainer.step` (STYLE rule 8): CUDA-graph capture and torch.compile.
+
+`fast_path(trainer)` picks the mode: captured multi-step graphs when the device is CUDA and the step is graph-safe,
+else None (the loop then calls the eager reference). `--cuda-graphs/--no-cuda-graphs` and `--compile` override it.
+`SETUP` holds recipe hooks by model name (e.g. cifar10-fast's frozen whitening conv), run once on the new trainer,
+before its optimizer takes a step, on CPU and GPU alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+
+from .graph import GraphStep, advance, chunk_steps, graph_safe
+
+if TYPE_CHECKING:
+    from ..loop import Trainer
+
+__all__ = ["SETUP", "GraphStep", "advance", "chunk_steps", "fast_path", "graph_safe", "use_graphs"]
+SETUP: dict[str, Callable[[Trainer], None]] = {}
+
+
+def use_graphs(cfg, device: torch.device) -> bool:
+    """Graphs by default on CUDA; --no-cuda-graphs turns them off, and a CPU run never has them."""
+    return device.type == "cuda" and cfg.cuda_graphs is not False
+
+
+def fast_path(trainer: Trainer) -> GraphStep | None:
+    """The object whose `train_epoch` the loop calls instead of its own, or None for the eager reference."""
+    setup = SETUP.get(str(trainer.cfg.model))
+    if setup is not None:
+        setup(trainer)
+    if trainer.cfg.compile:
+        trainer.model.compile()  # in place: state-dict keys stay `layers.{i}...`, so the Run is unchanged
+    if not use_graphs(trainer.cfg, trainer.device):
+        return None
+    why_not = graph_safe(trainer)
+    if why_not:
+        trainer.log(f"CUDA graphs off: {why_not}")
+        return None
+    if not trainer.cfg.deterministic:
+        # autotuned convolutions, picked in the eager warm-up steps and then captured (process-wide flag)
+        torch.backends.cudnn.benchmark = True
+    return GraphStep(trainer)

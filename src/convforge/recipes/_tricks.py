@@ -1,0 +1,68 @@
+"""Recipe tricks that act on a built Trainer (through engine.fast.SETUP) or on its final model.
+
+Learned from public descriptions of the CIFAR-10 speed runs (David Page's "How to train your ResNet" posts and
+KellerJordan/cifar10-airbench): a frozen first conv that whitens 2x2 patches, logits scaled down by a constant,
+and horizontal-flip test-time augmentation. Own code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..engine.schedules import make_scheduler
+from ..inference import batched_logits
+
+if TYPE_CHECKING:
+    from ..data import ImageSet
+    from ..engine.loop import Trainer
+
+
+@torch.no_grad()
+def whiten_first_conv(tr: Trainer, images: int = 5000, eps: float = 5e-4) -> None:
+    """Set the first conv (k x k, 2 C k k filters) to +- the eigenvectors of the training images' k x k patch
+    covariance, each divided by sqrt(eigenvalue + eps), and freeze it: its outputs are decorrelated, unit variance."""
+    conv = next(m for m in tr.model.modules() if isinstance(m, nn.Conv2d))
+    x = (tr.x_train[:images].float() - tr.offset) * tr.scale  # as Trainer.batch
+    c, (kh, kw) = x.shape[1], conv.weight.shape[2:]
+    patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * kh * kw)
+    cov = (patches.T @ patches / len(patches)).double().cpu()
+    vals, vecs = torch.linalg.eigh(cov)
+    w = (vecs.T / (vals.clamp_min(0) + eps).sqrt()[:, None]).reshape(-1, c, kh, kw)
+    if conv.weight.shape[0] != 2 * len(w):
+        raise ValueError(f"the whitening conv needs {2 * len(w)} filters, not {conv.weight.shape[0]}")
+    conv.weight.copy_(torch.cat([w, -w]).float())
+    conv.weight.requires_grad_(False)  # no grad, so the solver skips it (it was built before this hook ran)
+
+
+def scale_head(tr: Trainer, factor: float) -> None:
+    """Train the last dense layer as if its output were multiplied by `factor` (logits x 1/9 in airbench).
+
+    Exact reparametrization for SGD: weights x factor at init, lr x factor^2, weight decay / factor^2 (so lr x wd,
+    the decay per step, is unchanged), in a second param group with the same schedule.
+    """
+    head = [m for m in tr.model.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        head.weight.mul_(factor)
+    opt = tr.optimizer
+    group = opt.param_groups[0]
+    ids = {id(p) for p in head.parameters()}
+    group["params"] = [p for p in group["params"] if id(p) not in ids]
+    new = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
+    base = group.get("initial_lr", group["lr"])
+    new.update(params=list(head.parameters()), lr=base * factor**2, weight_decay=group["weight_decay"] / factor**2)
+    group["lr"] = base
+    opt.add_param_group(new)
+    tr.scheduler = make_scheduler(opt, tr.cfg, tr.steps_per_epoch)  # one lambda per group, base lrs re-read
+
+
+@torch.no_grad()
+def flip_tta_accuracy(tr: Trainer, data: ImageSet) -> float:
+    """Accuracy of the mean of the logits of each image and of its mirror image (eval mode; one host sync)."""
+    precision = tr.cfg.precision if tr.device.type == "cuda" else "fp32"
+    kw = dict(batch_size=1024, device=tr.device, precision=precision)
+    logits = batched_logits(tr.model, data.images, tr.mean, tr.std, **kw)
+    logits += batched_logits(tr.model, data.images.flip(3), tr.mean, tr.std, **kw)
+    return (logits.argmax(1) == data.labels.to(tr.device)).float().mean().item()

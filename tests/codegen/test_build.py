@@ -1,0 +1,72 @@
+"""Generate a small model and compile it with nvcc (no GPU needed); the program's own input/weights checks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from convforge.codegen import codegen
+from convforge.codegen._random_run import make_run
+from convforge.codegen.build import find_nvcc
+from convforge.errors import ConvforgeError
+
+
+def _have_nvcc() -> bool:
+    try:
+        find_nvcc()
+        return True
+    except ConvforgeError:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not _have_nvcc() or shutil.which("make") is None, reason="needs nvcc and make")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """digits-cnn in fp16: compiles the WMMA and the fp32 kernels, all element-wise and pooling kernels."""
+    root = tmp_path_factory.mktemp("cg")
+    run = make_run(root / "run", "digits-cnn")
+    info = codegen(run, root / "out", precision="fp16", max_batch=64, arch="sm_90", build=True)
+    return root / "out", info
+
+
+def _run(binary, *args):
+    return subprocess.run([str(binary), *map(str, args)], capture_output=True, text=True, timeout=60)
+
+
+def test_compiles(project):
+    out, info = project
+    assert (out / "classify").is_file() and info["binary"].endswith("classify")
+
+
+def test_wrong_size_input_is_one_line_error(project, tmp_path):
+    out, _ = project
+    np.save(tmp_path / "x.npy", np.zeros((2, 1, 32, 32), np.uint8))
+    proc = _run(out / "classify", tmp_path / "x.npy")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "1x28x28" in proc.stderr
+    (tmp_path / "x.pgm").write_bytes(b"P5\n32 32\n255\n" + bytes(32 * 32))
+    proc = _run(out / "classify", tmp_path / "x.pgm")
+    assert proc.returncode == 1 and "resize" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_truncated_or_corrupt_weights_are_refused(project, tmp_path):
+    out, _ = project
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 28, 28), np.uint8))
+    data = (out / "weights.bin").read_bytes()
+    shutil.copy(out / "weights.json", tmp_path / "weights.json")
+    (tmp_path / "weights.bin").write_bytes(data[:-100])
+    proc = _run(out / "classify", "--weights", tmp_path, tmp_path / "x.npy")
+    assert proc.returncode == 1 and "truncated" in proc.stderr and proc.stderr.count("\n") == 1
+    (tmp_path / "weights.bin").write_bytes(data[:50] + bytes([data[50] ^ 1]) + data[51:])
+    proc = _run(out / "classify", "--weights", tmp_path, tmp_path / "x.npy")
+    assert proc.returncode == 1 and "corrupt" in proc.stderr
+
+
+def test_bad_command_line(project):
+    out, _ = project
+    proc = _run(out / "classify", "--frobnicate")
+    assert proc.returncode == 2 and "unknown option" in proc.stderr

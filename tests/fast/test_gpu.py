@@ -1,0 +1,76 @@
+"""GPU tests (run on the GPU machine): graph capture equals the eager reference; MNIST accuracy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+pytestmark = pytest.mark.gpu
+MNIST = Path(__file__).resolve().parents[2] / ".data" / "mnist"
+
+
+def _trainer(tmp_path, graphs: bool, **kw):
+    from convforge.data import DataConfig, load_data
+    from convforge.engine import TrainConfig
+    from convforge.engine.loop import Trainer
+    from convforge.run import Run
+
+    cfg = TrainConfig(source="digits", model="digits-cnn", solver=kw.pop("solver", "adam"), batch_size=64,
+                      precision="fp32", cuda_graphs=graphs, device="cuda", **kw)  # fmt: skip
+    splits = load_data(DataConfig(source="digits", split=(0.8, 0.1, 0.1)), progress=False)
+    torch.manual_seed(0)
+    return Trainer(cfg, Run(tmp_path / ("g" if graphs else "e")), splits, log=print)
+
+
+@pytest.mark.parametrize(
+    "solver, aug", [("adam", {}), ("sgdm", {}), ("nesterov", {"flip": True, "crop_pad": 2, "cutout": 3})]
+)  # rmsprop: capturable takes another code path (~1e-4 apart)
+def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):
+    from convforge.engine.fast import GraphStep
+    from convforge.engine.progress import EpochProgress
+
+    torch.backends.cudnn.deterministic = True
+    eager = _trainer(tmp_path, False, solver=solver, schedule="onecycle", **aug)
+    graph = _trainer(tmp_path, True, solver=solver, schedule="onecycle", **aug)
+    assert graph.fast is not None and eager.fast is None
+    graph.model.load_state_dict(eager.model.state_dict())
+    graph.fast = GraphStep(graph, max_chunk=8)  # 22 full batches + a tail: warm-up, 8-step chunks, 1-step graph
+    with EpochProgress(3, eager.steps_per_epoch, live=False, log=lambda s: None) as progress:
+        for _ in range(3):
+            e, g = eager.train_epoch(progress), graph.train_epoch(progress)
+            assert g["train_acc"] == e["train_acc"]
+            assert g["train_loss"] == pytest.approx(e["train_loss"], rel=1e-5)
+    assert sorted(graph.fast.graphs) == [1, 8]
+    auto = _trainer(tmp_path, True, solver=solver).fast
+    print(f"adaptive K for digits-cnn batch 64: {auto.k}")
+    assert graph.scheduler.state_dict() == eager.scheduler.state_dict()
+    assert graph.gen.get_state().equal(eager.gen.get_state())  # the graphs advanced the generator as eager code
+    for (name, p), q in zip(eager.model.state_dict().items(), graph.model.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="needs .data/mnist")
+def test_mnist_digits_cnn_sgdm_reaches_report_accuracy(tmp_path):
+    from convforge import api
+
+    # the reference report's 99.24%: digits-cnn, sgdm; 8 epochs, lr 0.05 with a cosine schedule
+    opts = dict(model="digits-cnn", solver="sgdm", lr=0.05, epochs=8, batch_size=128, schedule="cosine")
+    r = api.train("mnist", data_dir=str(MNIST), split=(1.0, 0.0, 0.0), out=str(tmp_path / "r"), progress=False, **opts)
+    print(f"digits-cnn sgdm MNIST test accuracy {r.test_accuracy:.4f}")
+    assert r.test_accuracy >= 0.9924
+
+
+@pytest.mark.skipif(not MNIST.is_dir(), reason="needs .data/mnist")
+def test_same_recipe_same_accuracy_graph_and_eager(tmp_path):
+    from convforge import api
+
+    accs = {}
+    for graphs in (True, False):
+        r = api.train("mnist", data_dir=str(MNIST), model="digits-cnn", solver="sgdm", lr=0.01, epochs=4,
+                      batch_size=128, schedule="constant", split=(1.0, 0.0, 0.0), cuda_graphs=graphs,
+                      out=str(tmp_path / str(graphs)), progress=False)  # fmt: skip
+        accs[graphs] = r.test_accuracy
+    print(f"same recipe: graphs {accs[True]:.4f}, eager {accs[False]:.4f}")
+    assert abs(accs[True] - accs[False]) < 0.004 and min(accs.values()) > 0.985

@@ -1,0 +1,87 @@
+"""Multi-step capture bookkeeping on CPU: a stand-in graph that replays K steps eagerly must train exactly as the
+eager loop (order rows, lr table, scheduler state, metric sums, tail batch). The real capture: tests/fast/test_gpu.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from convforge.engine.fast import GraphStep, advance, chunk_steps
+from convforge.engine.fast.graph import epoch_lrs
+from convforge.engine.progress import EpochProgress
+
+
+class FakeGraph:
+    def __init__(self, gs: GraphStep, steps: int):
+        self.gs, self.steps = gs, steps
+
+    def replay(self) -> None:
+        groups = self.gs.tr.optimizer.param_groups
+        floats = [g["lr"] for g in groups]
+        for g, t in zip(groups, self.gs.lrs):
+            g["lr"] = t  # as while captured: the optimizer reads the lr tensor the step body filled
+        for _ in range(self.steps):
+            self.gs._body()
+        for g, lr in zip(groups, floats):
+            g["lr"] = lr
+
+
+class CpuGraphStep(GraphStep):
+    def _warmup(self) -> None:
+        self._body()
+        self.warm += 1
+
+    def _capture(self, steps: int) -> FakeGraph:
+        return FakeGraph(self, steps)
+
+    def _replay_and_pick_k(self) -> None:
+        self.graphs[1].replay()
+
+
+def _trainer(tmp_path, name, **kw):
+    from convforge.data import DataConfig, load_data
+    from convforge.engine import TrainConfig
+    from convforge.engine.loop import Trainer
+    from convforge.run import Run
+
+    cfg = TrainConfig(source="digits", model="mlp", solver=kw.pop("solver", "sgdm"), batch_size=64, device="cpu",
+                      epochs=3, schedule="onecycle", **kw)  # fmt: skip
+    splits = load_data(DataConfig(source="digits", split=(0.8, 0.1, 0.1)), progress=False)
+    torch.manual_seed(0)
+    return Trainer(cfg, Run(tmp_path / name), splits, log=print)
+
+
+def test_chunk_steps_and_advance():
+    assert chunk_steps(22) == 22 and chunk_steps(468) == 26 and chunk_steps(1875) == 25 and chunk_steps(1250) == 25
+    assert chunk_steps(37) == 32 and chunk_steps(117, 1) == 1  # no divisor in [16, 32]: chunks of 32 and one-step replays
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    a = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (1 + s))
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    b = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 1 / (1 + s))
+    lrs = epoch_lrs(b, 7)
+    for i in range(7):
+        assert lrs[i][0] == opt.param_groups[0]["lr"]
+        opt.step()
+        a.step()
+    opt2.step()
+    advance(b, 7)
+    assert a.state_dict() == b.state_dict() and opt.param_groups[0]["lr"] == opt2.param_groups[0]["lr"]
+
+
+@pytest.mark.parametrize("solver, aug", [("sgdm", {}), ("adam", {"flip": True, "crop_pad": 2, "cutout": 3})])
+def test_multistep_epochs_equal_the_eager_loop(tmp_path, solver, aug):
+    eager, fake = _trainer(tmp_path, "e", solver=solver, **aug), _trainer(tmp_path, "f", solver=solver, **aug)
+    assert eager.fast is None
+    fake.model.load_state_dict(eager.model.state_dict())
+    fake.fast = CpuGraphStep(fake, max_chunk=8)  # 22 full batches + a tail: warm-up, chunks and one-step pieces
+    assert fake.fast.k == 8
+    with EpochProgress(3, eager.steps_per_epoch, live=False, log=lambda s: None) as progress:
+        for _ in range(3):
+            e, f = eager.train_epoch(progress), fake.train_epoch(progress)
+            assert f["train_acc"] == e["train_acc"]
+            assert f["train_loss"] == pytest.approx(e["train_loss"], rel=1e-5)
+    assert fake.scheduler.state_dict() == eager.scheduler.state_dict()
+    assert fake.gen.get_state().equal(eager.gen.get_state())  # same random draws, in the same order
+    for (name, p), q in zip(eager.model.state_dict().items(), fake.model.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)

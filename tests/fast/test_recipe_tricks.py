@@ -1,0 +1,44 @@
+"""cifar10-fast's tricks on CPU: the whitening conv decorrelates patches, the head group, flip TTA."""
+
+from __future__ import annotations
+
+import torch
+
+import convforge.recipes  # noqa: F401  registers the recipes' networks and setup hooks
+from convforge.recipes import cifar10_fast
+from convforge.recipes._tricks import flip_tta_accuracy
+
+
+def _trainer(tmp_path):
+    from convforge.data import DataConfig, load_data
+    from convforge.engine import TrainConfig
+    from convforge.engine.loop import Trainer
+    from convforge.run import Run
+
+    cfg = TrainConfig(**{**cifar10_fast.HYP, "source": "digits", "device": "cpu", "channels": 3,
+                         "image_size": (16, 16), "batch_size": 128})  # fmt: skip
+    data = DataConfig(source="digits", split=(0.8, 0.1, 0.1), channels=3, image_size=(16, 16))
+    splits = load_data(data, progress=False)
+    torch.manual_seed(0)
+    return Trainer(cfg, Run(tmp_path / "r"), splits, log=print)
+
+
+def test_whitening_head_group_and_tta(tmp_path):
+    tr = _trainer(tmp_path)
+    cifar10_fast._TRAINERS.clear()
+    conv = tr.model.layers[0]
+    assert not conv.weight.requires_grad and conv.weight.shape == (24, 3, 2, 2)
+    x = (tr.x_train[:500].float() - tr.offset) * tr.scale
+    out = torch.nn.functional.conv2d(x, conv.weight[:12]).permute(0, 2, 3, 1).reshape(-1, 12)
+    cov = out.T @ out / len(out)
+    # grey digits as RGB: only 4 of the 12 patch directions vary; those come out with unit variance
+    assert torch.allclose(cov.diagonal()[-4:], torch.ones(4), atol=0.1) and cov.diagonal()[:8].max() < 1e-3
+    assert (cov - torch.diag(cov.diagonal())).abs().max() < 0.1  # decorrelated
+    g0, g1 = tr.optimizer.param_groups
+    assert len(g1["params"]) == 1 and g1["lr"] == g0["lr"] / 81 and g1["weight_decay"] == g0["weight_decay"] * 81
+    assert tr.scheduler.base_lrs == [cifar10_fast.HYP["lr"], cifar10_fast.HYP["lr"] / 81]
+    images, labels = tr.batch(torch.arange(128))
+    loss, _ = tr.step(images, labels)
+    assert conv.weight.grad is None and torch.isfinite(loss)
+    acc = flip_tta_accuracy(tr, tr.splits.test)
+    assert 0 <= acc <= 1
