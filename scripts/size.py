@@ -1,6 +1,6 @@
 """Print the longest modules and functions in src/ (STYLE rule 12: aims, not gates).
 
-    python scripts/size.py [--top 15]
+python scripts/size.py [--top 15]
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ def main() -> None:
         modules.append((len(text.splitlines()), str(path.relative_to(ROOT))))
         funcs += functions(ast.parse(text), path)
     lengths = sorted(n for n, _ in funcs)
-    print(f"{len(modules)} modules, {sum(n for n, _ in modules):,} lines; {len(funcs)} functions, "
-          f"median {lengths[len(lengths) // 2]} lines")
+    print(
+        f"{len(modules)} modules, {sum(n for n, _ in modules):,} lines; {len(funcs)} functions, "
+        f"median {lengths[len(lengths) // 2]} lines"
+    )
     print("\nlongest modules:")
     for n, name in sorted(modules, reverse=True)[:top]:
         print(f"  {n:5d}  {name}")

@@ -43,8 +43,6 @@ def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):
             assert g["train_acc"] == e["train_acc"]
             assert g["train_loss"] == pytest.approx(e["train_loss"], rel=1e-5)
     assert sorted(graph.fast.graphs) == [1, 8]
-    auto = _trainer(tmp_path, True, solver=solver).fast
-    print(f"adaptive K for digits-cnn batch 64: {auto.k}")
     assert graph.scheduler.state_dict() == eager.scheduler.state_dict()
     assert graph.gen.get_state().equal(eager.gen.get_state())  # the graphs advanced the generator as eager code
     for (name, p), q in zip(eager.model.state_dict().items(), graph.model.state_dict().values()):

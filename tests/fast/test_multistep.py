@@ -54,7 +54,9 @@ def _trainer(tmp_path, name, **kw):
 
 def test_chunk_steps_and_advance():
     assert chunk_steps(22) == 22 and chunk_steps(468) == 26 and chunk_steps(1875) == 25 and chunk_steps(1250) == 25
-    assert chunk_steps(37) == 32 and chunk_steps(117, 1) == 1  # no divisor in [16, 32]: chunks of 32 and one-step replays
+    assert (
+        chunk_steps(37) == 32 and chunk_steps(117, 1) == 1
+    )  # no divisor in [16, 32]: chunks of 32 and one-step replays
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     a = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 / (1 + s))
     opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

@@ -13,8 +13,12 @@ from convforge.models import MODELS, build_model, describe, resolve_spec
 SMALL = [(1, 8, 8), (1, 28, 28), (3, 32, 32), (3, 64, 64)]
 BIG = {"resnet18", "alexnet"}  # also checked at 128 px (ImageNet stems)
 # recipe networks are built for one input size each (the recipe fixes it)
-RECIPE_SHAPES = {"mnist-fast": (1, 28, 28), "fashion-mnist-fast": (1, 28, 28), "cifar10-fast": (3, 32, 32),
-                 "folder-fast": (3, 128, 128)}
+RECIPE_SHAPES = {
+    "mnist-fast": (1, 28, 28),
+    "fashion-mnist-fast": (1, 28, 28),
+    "cifar10-fast": (3, 32, 32),
+    "folder-fast": (3, 128, 128),
+}
 CASES = [(name, shape) for name in MODELS.names() if name not in RECIPE_SHAPES for shape in SMALL]
 CASES += [(name, (3, 128, 128)) for name in sorted(BIG)]
 CASES += sorted(RECIPE_SHAPES.items())

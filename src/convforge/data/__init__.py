@@ -9,6 +9,7 @@ from ._decode import decode_image
 from ._types import DataSplits, ImageSet
 from .builtin import SOURCES
 from .config import DataConfig
+from .files import split_files
 from .grid import sample_grid
 from .inspect import inspect_source
 from .load import load_data, skipped_warning
@@ -23,4 +24,5 @@ __all__ = [
     "load_data",
     "sample_grid",
     "skipped_warning",
+    "split_files",
 ]

@@ -57,6 +57,8 @@ class TrainConfig:
     seed: int = 0
     deterministic: bool = False
     cuda_graphs: bool | None = None  # capture the training step in a CUDA graph; default: on with CUDA
+    data_placement: str = "auto"  # auto | device | stream (GPU JPEG decode) | pinned: where training images live
+    memory_fraction: float = 0.5  # auto placement streams when the uint8 set needs more of the free GPU memory
     compile: bool = False  # torch.compile the model (seconds of compile time; pays on long runs)
     # several processes (torch.distributed; README "Multi-GPU and multi-node")
     gpus: int = 1  # processes on this machine, one per GPU (NCCL); with --device cpu: CPU processes (gloo)
@@ -106,6 +108,10 @@ class TrainConfig:
             raise ConfigError("--freeze needs --init RUN_DIR (the run whose feature layers are frozen)")
         if self.early_stopping < 0:
             raise ConfigError(f"--early-stopping must be >= 0, not {self.early_stopping}")
+        if self.data_placement not in ("auto", "device", "stream", "pinned"):
+            raise ConfigError(f"--data-placement must be auto, device, stream or pinned, not {self.data_placement!r}")
+        if not 0 < self.memory_fraction <= 1:
+            raise ConfigError(f"--memory-fraction must be in (0, 1], not {self.memory_fraction}")
         self._validate_distributed()
 
     def _validate_distributed(self) -> None:

@@ -31,6 +31,7 @@ from .fast import fast_path, use_graphs
 from .progress import EpochProgress
 from .schedules import make_scheduler
 from .solvers import make_optimizer
+from .stream import open_stream
 from .transfer import apply_init, freeze_batchnorm
 
 
@@ -124,14 +125,15 @@ class Trainer:
         else:
             self.mean, self.std = channel_stats(train.images)
         self.offset, self.scale = scale_factors(self.mean, self.std, self.device)
-        self.x_train = train.images.to(self.device)
+        self.stream = open_stream(cfg, splits, self.device, cfg_to_data(cfg), log)  # None: the set lives on the device
+        self.x_train = train.images if self.stream is not None else train.images.to(self.device)
         self.y_train = train.labels.to(self.device)
         self.steps_per_epoch = -(-len(self.y_train) // cfg.batch_size)
         self.par = distributed.parallelize(self)  # DDP / hybrid wrapping and the loop's hooks (engine/distributed.py)
         fused = self.device.type == "cuda"
         self.optimizer = make_optimizer(
             cfg.solver, self.model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay, fused=fused,
-            capturable=use_graphs(cfg, self.device),
+            capturable=use_graphs(cfg, self.device, streaming=self.stream is not None),
         )  # fmt: skip
         self.scheduler = make_scheduler(self.optimizer, cfg, self.steps_per_epoch)
         self.gen = torch.Generator(device=self.device)
@@ -164,12 +166,16 @@ class Trainer:
         return (logits[:, 0] > 0).long() if self.binary else logits.argmax(1)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        images = (self.x_train[idx].float() - self.offset) * self.scale
+        if self.stream is not None:  # host-resident set: the prefetched batch (engine/stream.py)
+            raw, labels = self.stream.take(idx)
+        else:
+            raw, labels = self.x_train[idx], self.y_train[idx]
+        images = (raw.float() - self.offset) * self.scale
         if self.augment.active:
             images = augment_batch(images, self.augment, self.gen, unit=self.scale * 255)
         if self.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
-        return images, self.y_train[idx]
+        return images, labels
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step: the reference that fast paths (graphs, compile, DDP) wrap. Returns device tensors."""
@@ -199,6 +205,8 @@ class Trainer:
         if self.frozen:
             freeze_batchnorm(self.model)
         order = self.epoch_order()
+        if self.stream is not None:
+            order = self.stream.plan(order)  # on the host, so batches are prefetched; one host sync per epoch
         if self.fast is not None:  # captured K-step graphs: the same steps, one replay per K (engine/fast/graph.py)
             return self.fast.train_epoch(order, progress)
         loss_sum = torch.zeros((), device=self.device)

@@ -25,7 +25,7 @@ def whiten_first_conv(tr: Trainer, images: int = 5000, eps: float = 5e-4) -> Non
     """Set the first conv (k x k, 2 C k k filters) to +- the eigenvectors of the training images' k x k patch
     covariance, each divided by sqrt(eigenvalue + eps), and freeze it: its outputs are decorrelated, unit variance."""
     conv = next(m for m in tr.model.modules() if isinstance(m, nn.Conv2d))
-    x = (tr.x_train[:images].float() - tr.offset) * tr.scale  # as Trainer.batch
+    x = (tr.x_train[:images].to(tr.offset.device).float() - tr.offset) * tr.scale  # as Trainer.batch
     c, (kh, kw) = x.shape[1], conv.weight.shape[2:]
     patches = x.unfold(2, kh, 1).unfold(3, kw, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * kh * kw)
     cov = (patches.T @ patches / len(patches)).double().cpu()

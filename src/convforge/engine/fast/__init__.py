@@ -22,9 +22,12 @@ __all__ = ["SETUP", "GraphStep", "advance", "chunk_steps", "fast_path", "graph_s
 SETUP: dict[str, Callable[[Trainer], None]] = {}
 
 
-def use_graphs(cfg, device: torch.device) -> bool:
-    """Graphs by default on CUDA; --no-cuda-graphs turns them off, and a CPU run never has them."""
-    return device.type == "cuda" and cfg.cuda_graphs is not False
+def use_graphs(cfg, device: torch.device, streaming: bool = False) -> bool:
+    """Graphs by default on CUDA; --no-cuda-graphs turns them off, and a CPU run never has them.
+
+    Streamed batches (engine/stream.py) arrive from the host each step, so a streaming run is not captured.
+    """
+    return device.type == "cuda" and cfg.cuda_graphs is not False and not streaming
 
 
 def fast_path(trainer: Trainer) -> GraphStep | None:
@@ -34,13 +37,12 @@ def fast_path(trainer: Trainer) -> GraphStep | None:
         setup(trainer)
     if trainer.cfg.compile:
         trainer.model.compile()  # in place: state-dict keys stay `layers.{i}...`, so the Run is unchanged
-    if not use_graphs(trainer.cfg, trainer.device):
+    if not use_graphs(trainer.cfg, trainer.device, streaming=getattr(trainer, "stream", None) is not None):
         return None
     why_not = graph_safe(trainer)
     if why_not:
         trainer.log(f"CUDA graphs off: {why_not}")
         return None
-    if not trainer.cfg.deterministic:
-        # autotuned convolutions, picked in the eager warm-up steps and then captured (process-wide flag)
-        torch.backends.cudnn.benchmark = True
+    # cudnn.benchmark stays off: with it, the first run in a process paid 1.5-2.9 s of autotuning (mnist-fast 4.22 s
+    # vs 1.69 s for the next seed, H200, round 2), more than it saved; a CLI run is always a first run
     return GraphStep(trainer)

@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from ..progress import EpochProgress
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuDNN/cuBLAS handles, optimizer state)
+# Measured (H200, torch 2.11, train s of the reference recipes, 1-step graphs -> K-step graphs, cudnn.benchmark on
+# in round 2): fashion mlp adam b32 2.19 -> 2.11 s, mnist digits-cnn b128 0.79 -> 0.70 s, cifar simple-cnn b32
+# 3.82 -> 3.57 s. The host was not the bottleneck: the replayed GPU work is ~110 us a step for the b32 mlp.
 MAX_CHUNK = 32  # steps per replay: host work per step becomes ~1 us; capture costs ~K eager steps of host time
 CHUNK_GPU_S = 1e-3  # aim of one replay's GPU time: far above the ~50 us of host work per replay, short capture
 NORMALIZED_MAX_BYTES = 2 << 30  # keep a float copy of the training set (saves 3 kernels a step) up to 2 GiB
