@@ -11,7 +11,7 @@ from pathlib import Path
 from ..engine.recipes import RECIPES
 from . import cifar10_fast, fashion_mnist_fast, folder_fast, mnist_fast
 
-BY_NAME = {"mnist": mnist_fast, "fashion-mnist": fashion_mnist_fast, "cifar10": cifar10_fast}
+BY_NAME = {"digits": mnist_fast, "mnist": mnist_fast, "fashion-mnist": fashion_mnist_fast, "cifar10": cifar10_fast}
 for _module in (mnist_fast, fashion_mnist_fast, cifar10_fast, folder_fast):
     RECIPES.register(_module.NAME, _module.train)
 

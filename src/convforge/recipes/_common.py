@@ -11,7 +11,6 @@ from collections.abc import Callable
 from typing import Any
 
 from .._config import merge
-from ..data.builtin import SOURCES
 from ..engine import TrainConfig, TrainResult
 
 
@@ -29,9 +28,9 @@ def head() -> list[Any]:
     return ["global_avgpool", {"dense": {"units": "classes", "bias": False}}, "softmax"]
 
 
-def split_for(source: str, held_out: float) -> tuple[float, ...]:
-    """A built-in set keeps its official test set (train on all of train); a folder holds out a fraction."""
-    return (1.0, 0.0, 0.0) if source in SOURCES else (1.0 - held_out, 0.0, held_out)
+def split_for(held_out: float) -> tuple[float, ...]:
+    """Hold out a test fraction; a set with an official test set (MNIST...) keeps it and trains on all of train."""
+    return (1.0 - held_out, 0.0, held_out)
 
 
 def run_recipe(
@@ -52,5 +51,5 @@ def run_recipe(
     src = str(source or options.pop("source", None) or default_source)
     if resume is not None:
         return train(cfg, resume=resume, progress=progress, log=log, on_epoch=on_epoch, **options)
-    base = merge(cfg, source=src, split=split_for(src, held_out), **hyp)
+    base = merge(cfg, source=src, split=split_for(held_out), **hyp)
     return train(base, progress=progress, log=log, on_epoch=on_epoch, **options)
