@@ -30,9 +30,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from convforge.codegen import codegen  # noqa: E402
-from convforge.codegen._random_run import make_run  # noqa: E402
-from convforge.codegen.bench import bench_project  # noqa: E402
+from convforge.cudagen import codegen  # noqa: E402
+from convforge.cudagen._random_run import make_run  # noqa: E402
+from convforge.cudagen.bench import bench_project  # noqa: E402
 
 SHAPES = {"digits-cnn": ((1, 28, 28), 10), "alexnet": ((3, 224, 224), 10), "resnet18": ((3, 224, 224), 10)}
 RESULTS = Path(__file__).parent / "results"
@@ -64,7 +64,7 @@ def ort_session(run, path: Path):
         return None, "onnxruntime not installed"
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         return None, "onnxruntime has no CUDA provider here"
-    from convforge.codegen.export import export
+    from convforge.cudagen.export import export
 
     onnx_path = export(run, path / "model.onnx", "onnx")
     return ort.InferenceSession(str(onnx_path), providers=["CUDAExecutionProvider"]), None

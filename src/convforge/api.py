@@ -134,7 +134,7 @@ def codegen(
     bench: bool = False,
 ) -> dict:
     """Write a standalone CUDA C++ project for a Run; optionally build, verify against PyTorch, benchmark."""
-    from .codegen import codegen as generate_project
+    from .cudagen import codegen as generate_project
 
     return generate_project(
         run,
@@ -151,6 +151,6 @@ def codegen(
 
 def export(run: str | Path, out: str | Path, *, format: str = "onnx") -> Path:
     """Export a Run's model to ONNX or TorchScript, checked against PyTorch on the same inputs."""
-    from .codegen.export import export as export_model
+    from .cudagen.export import export as export_model
 
     return export_model(run, out, format=format)

@@ -347,7 +347,7 @@ def bench_conv(
         + (
             "present"
             if any("codegen" in r["impls"] for r in rows)
-            else "absent (convforge.codegen has no native_conv2d)"
+            else "absent (convforge.cudagen has no native_conv2d)"
         ),
     ]
     files.update(

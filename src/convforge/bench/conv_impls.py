@@ -112,7 +112,7 @@ def _flagged(enabled: bool, benchmark: bool = False, deterministic: bool = False
 def native_conv() -> ConvFn | None:
     """The codegen package's own CUDA conv kernel as a torch-callable, when it provides one (`native_conv2d`)."""
     try:
-        from ..codegen import native_conv2d  # type: ignore[attr-defined]
+        from ..cudagen import native_conv2d  # type: ignore[attr-defined]
     except ImportError:
         return None
     return native_conv2d if callable(native_conv2d) else None

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from convforge.codegen import generate
-from convforge.codegen._random_run import ZOO_SHAPES, make_run
-from convforge.codegen.plan import make_plan
+from convforge.cudagen import generate
+from convforge.cudagen._random_run import ZOO_SHAPES, make_run
+from convforge.cudagen.plan import make_plan
 from convforge.errors import ConvforgeError
 from convforge.models import MODELS, build_model, resolve_spec
 

@@ -8,9 +8,9 @@ import subprocess
 import numpy as np
 import pytest
 
-from convforge.codegen import codegen
-from convforge.codegen._random_run import make_run
-from convforge.codegen.build import find_nvcc
+from convforge.cudagen import codegen
+from convforge.cudagen._random_run import make_run
+from convforge.cudagen.build import find_nvcc
 from convforge.errors import ConvforgeError
 
 

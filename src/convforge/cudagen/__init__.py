@@ -1,6 +1,6 @@
 """Run -> standalone CUDA C++ project (native kernels or cuDNN/cuBLAS); build, verify and benchmark it.
 
-from convforge.codegen import codegen
+from convforge.cudagen import codegen
 info = codegen("runs/digits-cnn", "out/digits", precision="fp32", build=True, verify=True)
 """
 

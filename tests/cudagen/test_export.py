@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from convforge.codegen._random_run import make_run
-from convforge.codegen.export import export
+from convforge.cudagen._random_run import make_run
+from convforge.cudagen.export import export
 from convforge.errors import ConvforgeError
 
 

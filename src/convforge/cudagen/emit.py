@@ -22,8 +22,8 @@ from .._io import write_bytes, write_json, write_text
 from .plan import Plan, Tensor
 
 ALIGN_BYTES = 64
-KERNEL_DIR = Path(str(resources.files("convforge.codegen") / "kernels"))
-TEMPLATE_DIR = Path(str(resources.files("convforge.codegen") / "templates"))
+KERNEL_DIR = Path(str(resources.files("convforge.cudagen") / "kernels"))
+TEMPLATE_DIR = Path(str(resources.files("convforge.cudagen") / "templates"))
 CONV_FN = {"fp32": "conv_fp32", "tf32": "conv_tf32", "fp16": "conv_fp16", "bf16": "conv_bf16"}
 
 

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from convforge.codegen import codegen
-from convforge.codegen._random_run import ZOO_SHAPES, make_run
-from convforge.codegen.verify import compare, reference_probs, run_program, synthetic_images, verify_project
+from convforge.cudagen import codegen
+from convforge.cudagen._random_run import ZOO_SHAPES, make_run
+from convforge.cudagen.verify import compare, reference_probs, run_program, synthetic_images, verify_project
 
 
 def _images(in_shape) -> tuple[np.ndarray, str]:  # as in test_gpu.py (lenet5's padding is not needed here)

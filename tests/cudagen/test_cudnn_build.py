@@ -9,9 +9,9 @@ import subprocess
 
 import pytest
 
-from convforge.codegen import codegen, generate
-from convforge.codegen._random_run import make_run
-from convforge.codegen.build import cudnn_libs, find_nvcc
+from convforge.cudagen import codegen, generate
+from convforge.cudagen._random_run import make_run
+from convforge.cudagen.build import cudnn_libs, find_nvcc
 from convforge.errors import ConvforgeError
 
 

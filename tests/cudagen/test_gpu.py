@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from convforge.codegen import codegen
-from convforge.codegen._random_run import ZOO_SHAPES, make_run
-from convforge.codegen.verify import memcheck, run_program, synthetic_images, verify_project
+from convforge.cudagen import codegen
+from convforge.cudagen._random_run import ZOO_SHAPES, make_run
+from convforge.cudagen.verify import memcheck, run_program, synthetic_images, verify_project
 from convforge.models import MODELS
 
 pytestmark = pytest.mark.gpu
@@ -112,7 +112,7 @@ def test_multi_gpu_split_matches_one_gpu(projects):
     "case", [c for c in CASES if c[0] in ("digits-cnn", "alexnet", "resnet18")], ids=lambda c: "-".join(c)
 )
 def test_bench_runs(projects, case):
-    from convforge.codegen.bench import bench_project
+    from convforge.cudagen.bench import bench_project
 
     run, out, err = projects[case]
     if err is not None:
