@@ -351,42 +351,50 @@ def train(
     resolve_device(cfg.device)  # fail before loading data
     splits = load_data(cfg_to_data(cfg), progress=progress is not False)
     _report_skipped(splits, log)
-    placeholder = Run(run_dir)
-    trainer = Trainer(distributed.trainer_config(cfg), placeholder, splits, log)
+    trainer = Trainer(distributed.trainer_config(cfg), Run(run_dir), splits, log)
+    state = _attach_run(trainer, cfg, splits, run_dir, resume)
+    log(
+        f"training {trainer.spec.name} ({trainer.spec.param_count:,} parameters) on {len(splits.train.labels):,} "
+        f"images of {len(splits.classes)} classes, {trainer.device.type}, {cfg.epochs} epochs"
+    )
+    state = _run_epochs(trainer, state, progress, on_epoch)
+    return _finish(trainer, state, time.perf_counter() - t_start)
+
+
+def _attach_run(trainer: Trainer, cfg: TrainConfig, splits: DataSplits, run_dir: Path, resume) -> TrainState:
+    """Give the trainer its Run folder (new, or the one being resumed) and the state to continue from."""
     if not distributed.is_main():
         trainer.run = distributed.FollowerRun(run_dir)  # rank 0 writes the Run; the others only read it
     elif resume is None or not (run_dir / "meta.json").exists():
         trainer.run = _open_or_create_run(cfg, splits, trainer.spec.to_dict(), trainer.mean, trainer.std, run_dir)
     else:
         trainer.run = Run.open(run_dir, need_weights=False)
-    state = TrainState(epoch=0)
-    if resume is not None and trainer.run.checkpoint_path.is_file():
-        state = load_checkpoint(
-            trainer.run.checkpoint_path, trainer.model, trainer.optimizer, trainer.scheduler, trainer.gen
-        )
-        log(f"resuming {run_dir} after epoch {state.epoch}")
-    log(
-        f"training {trainer.spec.name} ({trainer.spec.param_count:,} parameters) on {len(splits.train.labels):,} "
-        f"images of {len(splits.classes)} classes, {trainer.device.type}, {cfg.epochs} epochs"
+    if resume is None or not trainer.run.checkpoint_path.is_file():
+        return TrainState(epoch=0)
+    state = load_checkpoint(
+        trainer.run.checkpoint_path, trainer.model, trainer.optimizer, trainer.scheduler, trainer.gen
     )
-    state = _run_epochs(trainer, state, progress, on_epoch)
+    trainer.log(f"resuming {run_dir} after epoch {state.epoch}")
+    return state
+
+
+def _finish(trainer: Trainer, state: TrainState, elapsed_s: float) -> TrainResult:
+    """Save the final (or, with early stopping, the best) weights, measure the test split, record it in the Run."""
+    cfg, splits = trainer.cfg, trainer.splits
     if not (cfg.early_stopping and state.best):
         trainer.run.save_weights(trainer.model.state_dict())
     else:
         distributed.barrier()  # rank 0 has written the best weights before any rank reads them
         trainer.model.load_state_dict(trainer.run.state_dict())
-    test_acc = None
-    if len(splits.test.labels):
-        test_acc = trainer.measure(splits.test)["acc"]
-    total = time.perf_counter() - t_start
+    test_acc = trainer.measure(splits.test)["acc"] if len(splits.test.labels) else None
     trainer.run.update_meta(
         test_accuracy=test_acc,
         epochs_done=state.epoch,
-        train_time_s=round(total, 3),
+        train_time_s=round(elapsed_s, 3),
         device=str(trainer.device),
         torch_version=torch.__version__,
     )
-    return TrainResult(trainer.run, test_acc, state.history, total)
+    return TrainResult(trainer.run, test_acc, state.history, elapsed_s)
 
 
 def _resume_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[TrainConfig, Path]:
