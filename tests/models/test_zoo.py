@@ -117,3 +117,15 @@ def test_zoo_options_and_describe() -> None:
         resolve_spec("mlp")
     for name in MODELS.names():
         assert describe(name) and "\n" not in describe(name)
+
+
+@pytest.mark.parametrize("name,shape", [(n, s) for n, s in CASES if s != (1, 8, 8)])
+def test_resolved_spec_round_trips_to_the_same_module(name: str, shape: tuple[int, int, int]) -> None:
+    """RUN/spec.yaml is read back with from_dict: same layers, same state-dict keys and shapes (codegen relies on it)."""
+    from convforge.models import ModelSpec
+
+    spec = resolve_spec(name, in_shape=shape, num_classes=3)
+    again = ModelSpec.from_dict(spec.to_dict())
+    assert again.to_dict() == spec.to_dict()
+    a, b = build_model(spec).state_dict(), build_model(again).state_dict()
+    assert [(k, v.shape) for k, v in a.items()] == [(k, v.shape) for k, v in b.items()]
