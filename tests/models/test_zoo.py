@@ -121,7 +121,7 @@ def test_zoo_options_and_describe() -> None:
 
 @pytest.mark.parametrize("name,shape", [(n, s) for n, s in CASES if s != (1, 8, 8)])
 def test_resolved_spec_round_trips_to_the_same_module(name: str, shape: tuple[int, int, int]) -> None:
-    """RUN/spec.yaml is read back with from_dict: same layers, same state-dict keys and shapes (codegen relies on it)."""
+    """RUN/spec.yaml is read back with from_dict: same layers, state-dict keys and shapes (codegen relies on it)."""
     from convforge.models import ModelSpec
 
     spec = resolve_spec(name, in_shape=shape, num_classes=3)
