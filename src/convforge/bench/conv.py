@@ -117,6 +117,9 @@ def measure(fn, shape: ConvShape, batch: int, dtype: str, device: torch.device) 
         err = rel_error(fn(x, w, shape.stride, shape.padding), x, w, shape)
     if not err <= TOLERANCE[dtype]:
         return {"error": err, "ok": False}
+    if getattr(fn, "forward_only", False):  # no autograd (codegen): forward time only, n/a for the rest
+        fwd = time_ms(lambda: fn(x, w, shape.stride, shape.padding), device)
+        return dict(error=err, ok=True, forward_only=True, fwd_ms=fwd, fwd_tflops=shape.flops(batch) / fwd / 1e9)
     x.requires_grad_(True)
     w.requires_grad_(True)
     grad = torch.randn_like(fn(x, w, shape.stride, shape.padding).detach())
@@ -201,7 +204,7 @@ def _row(shape: ConvShape, batch: int, dtype: str, impls: dict, dev: torch.devic
         finally:
             if dev.type == "cuda":
                 torch.cuda.empty_cache()
-    timed = {n: r["total_ms"] for n, r in results.items() if r.get("ok")}
+    timed = {n: r["total_ms"] for n, r in results.items() if "total_ms" in r}
     fastest = min(timed, key=timed.get) if timed else None
     return {
         **asdict(shape),
@@ -223,9 +226,11 @@ def _progress_line(row: dict[str, Any]) -> str:
 # -- report -----------------------------------------------------------------------------------------------------
 def _cell(result: dict[str, Any], key: str, fmt: str) -> str:
     if "skipped" in result:
-        return "n/a" if result["skipped"].startswith("3x3") else "skip"
+        return "n/a" if result["skipped"].startswith(("3x3", "fp32 only")) else "skip"
     if not result.get("ok"):
         return "FAIL"
+    if result.get("forward_only") and key not in ("fwd_ms", "fwd_tflops"):
+        return "n/a"
     return format(result[key], fmt) if result.get(key) is not None else "-"
 
 
@@ -342,12 +347,13 @@ def bench_conv(
         "TFLOP/s are effective: the direct convolution's FLOP count over the time, so algorithms doing fewer "
         "multiplies (cuDNN Winograd/FFT) can pass the fp32 peak",
         "fp32 is IEEE fp32 (TF32 off); every output was checked against float64 F.conv2d (fp32 1e-4, bf16 3e-2 "
-        "relative L2) before timing; FAIL = check failed, n/a = shape not supported, skip = out of memory",
+        "relative L2) before timing; FAIL = check failed, n/a = shape, dtype or pass not supported, "
+        "skip = out of memory",
         "codegen column: "
         + (
-            "present"
+            "present (forward only: n/a for its backward, forward+backward TFLOP/s and memory)"
             if any("codegen" in r["impls"] for r in rows)
-            else "absent (convforge.cudagen has no native_conv2d)"
+            else "absent (no CUDA, no nvcc or the build failed: see the log)"
         ),
     ]
     files.update(

@@ -1,7 +1,7 @@
 """Convolution implementations compared by `convforge bench conv`, each a plain function (x, w, stride, padding).
 
-All are cross-correlations without bias, groups=1, NCHW, as F.conv2d; each is differentiable through autograd, so
-the backward pass of each is the autograd of its own forward ops.
+All are cross-correlations without bias, groups=1, NCHW, as F.conv2d; each but codegen is differentiable through
+autograd, so the backward pass of each is the autograd of its own forward ops.
 
 - direct:   the sum over the R x S kernel taps of strided input slices times that tap's K x C weights (a 1x1
             convolution per tap); no im2col buffer, no transform. Loop only over taps, not pixels.
@@ -17,6 +17,9 @@ the backward pass of each is the autograd of its own forward ops.
             (benchmark on: autotuned over all algorithms once per shape), `deterministic` (deterministic algorithms
             only). PyTorch cannot force one named cuDNN algorithm (IMPLICIT_GEMM, FFT, FFT_TILING, WINOGRAD, ...):
             these three switches are all it exposes.
+- codegen:  the code generator's implicit-GEMM fp32 kernel (cudagen/kernels/conv_fp32.cuh) with the tile and
+            split-K choice of a generated network, built with nvcc and called through ctypes (_native_conv.py).
+            CUDA, fp32 and forward only: it has no autograd, so the bench prints n/a for its backward.
 """
 
 from __future__ import annotations
@@ -110,12 +113,10 @@ def _flagged(enabled: bool, benchmark: bool = False, deterministic: bool = False
 
 
 def native_conv() -> ConvFn | None:
-    """The codegen package's own CUDA conv kernel as a torch-callable, when it provides one (`native_conv2d`)."""
-    try:
-        from ..cudagen import native_conv2d  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return native_conv2d if callable(native_conv2d) else None
+    """The codegen package's own fp32 CUDA conv kernel (forward only), or None without CUDA/nvcc or a build."""
+    from ._native_conv import native_conv2d
+
+    return native_conv2d()
 
 
 def implementations(device: torch.device) -> dict[str, ConvFn]:
