@@ -116,19 +116,11 @@ def summarize(item: dict, history: list[dict], global_batch: int, target: float)
 
 
 def launch(n: int, plan: list[dict], sizes: dict, device: str, out_root: str) -> list[dict]:
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import elastic_launch
 
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=n,
-        run_id=f"scaling-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
-        max_restarts=0,
-        start_method="spawn",
-    )
-    return elastic_launch(config, worker)(plan, sizes, device, out_root)[0]
+    from convforge.engine.distributed import local_launch_config
+
+    return elastic_launch(local_launch_config(n, "scaling"), worker)(plan, sizes, device, out_root)[0]
 
 
 # -- report -----------------------------------------------------------------------------------------------

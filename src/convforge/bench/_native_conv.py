@@ -11,14 +11,14 @@ import ctypes
 import functools
 import hashlib
 import logging
-import os
 import subprocess
-import tempfile
 from pathlib import Path
 
 import torch
 
+from .._io import atomic_path
 from ..cudagen.build import check_arch, default_arch, find_nvcc
+from ..data.config import cache_root
 from ..errors import ConvforgeError
 
 KERNELS = Path(__file__).resolve().parents[1] / "cudagen" / "kernels"
@@ -29,8 +29,7 @@ _log = logging.getLogger(__name__)
 
 def cache_dir() -> Path:
     """$CONVFORGE_CACHE/kernels, else ~/.cache/convforge/kernels."""
-    given = os.environ.get("CONVFORGE_CACHE")
-    return (Path(given).expanduser() if given else Path.home() / ".cache" / "convforge") / "kernels"
+    return cache_root() / "kernels"
 
 
 def source_hash(arch: str) -> str:
@@ -49,20 +48,13 @@ def build_library(arch: str | None = None, folder: Path | None = None, timeout_s
     if lib.is_file():
         return lib
     nvcc = find_nvcc()
-    folder.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)  # built aside, then renamed: concurrent builds stay safe
-    os.close(fd)
-    cmd = [nvcc, "-O3", "-std=c++17", f"-arch={arch}", "-shared", "-Xcompiler", "-fPIC", str(ENTRY), "-o", tmp]
-    try:
+    with atomic_path(lib) as tmp:  # built aside, then renamed: concurrent builds stay safe
+        cmd = [nvcc, "-O3", "-std=c++17", f"-arch={arch}", "-shared", "-Xcompiler", "-fPIC", str(ENTRY), "-o", str(tmp)]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
         if proc.returncode != 0:
             log = (proc.stdout + proc.stderr).strip().splitlines()
             first = next((ln for ln in log if "error" in ln.lower()), log[-1] if log else "no output")
             raise ConvforgeError(f"nvcc failed on {ENTRY.name} for {arch}: {first.strip()[:300]}")
-        os.replace(tmp, lib)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return lib
 
 

@@ -58,13 +58,18 @@ class DataConfig:
 
     def cache_path(self) -> Path:
         """cache_dir, else $CONVFORGE_CACHE, else ~/.cache/convforge."""
-        given = self.cache_dir or os.environ.get("CONVFORGE_CACHE")
-        return Path(given).expanduser() if given else Path.home() / ".cache" / "convforge"
+        return cache_root(self.cache_dir)
 
     def ratios(self) -> tuple[float, float, float]:
         """(train, val, test); two numbers mean (train, test) with no validation set."""
         s = tuple(float(x) for x in self.split)
         return (s[0], 0.0, s[1]) if len(s) == 2 else (s[0], s[1], s[2])
+
+
+def cache_root(given: str | None = None) -> Path:
+    """`given`, else $CONVFORGE_CACHE, else ~/.cache/convforge: datasets, decoded sets, built kernels."""
+    given = given or os.environ.get("CONVFORGE_CACHE")
+    return Path(given).expanduser() if given else Path.home() / ".cache" / "convforge"
 
 
 def _check_split(split: tuple[float, ...]) -> None:

@@ -105,26 +105,33 @@ def check_launch(cfg) -> None:
         )
 
 
+def local_launch_config(n: int, name: str):
+    """torch.distributed's launcher config for N processes on this machine (as `torchrun --standalone`)."""
+    from torch.distributed.launcher.api import LaunchConfig
+
+    return LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=n,
+        run_id=f"{name}-{uuid.uuid4().hex[:8]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",  # a free port
+        max_restarts=0,  # a failed rank ends the job; `--resume` continues from the last checkpoint
+        monitor_interval=0.1,
+        start_method="spawn",
+    )
+
+
 def launch(cfg, *, resume: str | Path | None, progress: bool | None, log) -> Any:
     """Run `train()` in N local processes through torch.distributed's elastic launcher; rank 0's TrainResult."""
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+    from torch.distributed.launcher.api import elastic_launch
 
     check_launch(cfg)
     n = requested_procs(cfg)
     backend = "gloo" if _cpu(cfg) else "nccl"
     log(f"starting {n} processes ({backend}, {cfg.parallel} parallel) through torch.distributed")
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=n,
-        run_id=f"convforge-{uuid.uuid4().hex[:8]}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",  # a free port, as `torchrun --standalone`
-        max_restarts=0,  # a failed rank ends the job; `--resume` continues from the last checkpoint
-        monitor_interval=0.1,
-        start_method="spawn",
-    )
+    config = local_launch_config(n, "convforge")
     values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
     quiet_agent = logging.getLogger("torch.distributed.elastic")
     level = quiet_agent.level

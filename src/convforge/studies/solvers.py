@@ -14,7 +14,7 @@ from ..engine.solvers import DEFAULT_LR, SOLVERS
 from ..errors import ConfigError
 from ._common import StudyResult, plt, quiet_log, render, save_figure, study_dir, write_report
 
-SOLVER_NAMES = ("sgd", "sgdm", "nesterov", "adam", "adamw", "rmsprop")
+SOLVER_NAMES = tuple(DEFAULT_LR)  # the engine's solvers, in the reports' order: sgd, sgdm, nesterov, adam, ...
 SOLVER_WEIGHT_DECAY = {"adamw": 0.01}  # PyTorch's AdamW default; the others default to 0
 UNBOUNDED_EPOCHS = 100_000  # with only a time budget the budget stops the run
 COLUMNS = [
