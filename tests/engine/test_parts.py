@@ -94,6 +94,8 @@ def test_schedules_shapes():
     one = _lrs(TrainConfig(schedule="onecycle", epochs=4))
     peak = one.index(max(one))
     assert one[0] < 0.1 and peak == 10 and one[-1] < 0.01
+    tri = _lrs(TrainConfig(schedule="triangle", epochs=10))  # 100 steps: peak at step 23, 0.07 at the end
+    assert math.isclose(tri[0], 0.2) and tri.index(max(tri)) == 23 and math.isclose(tri[61], 1 - 0.93 * 38 / 77)
     warm = _lrs(TrainConfig(schedule="constant", epochs=2, warmup_epochs=1))
     assert math.isclose(warm[0], 0.1) and warm[9] == 1.0
 

@@ -25,7 +25,13 @@ def _trainer(tmp_path, graphs: bool, **kw):
 
 
 @pytest.mark.parametrize(
-    "solver, aug", [("adam", {}), ("sgdm", {}), ("nesterov", {"flip": True, "crop_pad": 2, "cutout": 3})]
+    "solver, aug",
+    [
+        ("adam", {}),
+        ("sgdm", {}),
+        ("nesterov", {"flip": True, "crop_pad": 2, "cutout": 3}),
+        ("adam", {"flip": True, "flip_mode": "alternate"}),  # per-step rows inside a chunk
+    ],
 )  # rmsprop: capturable takes another code path (~1e-4 apart)
 def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):
     from convforge.engine.fast import GraphStep
@@ -35,8 +41,11 @@ def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):
     eager = _trainer(tmp_path, False, solver=solver, schedule="onecycle", **aug)
     graph = _trainer(tmp_path, True, solver=solver, schedule="onecycle", **aug)
     assert graph.fast is not None and eager.fast is None
+    assert graph.x_train.is_contiguous(memory_format=torch.channels_last)  # gathered batches need no layout copy
     graph.model.load_state_dict(eager.model.state_dict())
+    before = torch.cuda.memory_allocated()
     graph.fast = GraphStep(graph, max_chunk=8)  # 22 full batches + a tail: warm-up, 8-step chunks, 1-step graph
+    assert torch.cuda.memory_allocated() - before < graph.x_train.numel()  # no float copy of the training set
     with EpochProgress(3, eager.steps_per_epoch, live=False, log=lambda s: None) as progress:
         for _ in range(3):
             e, g = eager.train_epoch(progress), graph.train_epoch(progress)

@@ -19,17 +19,14 @@ class FakeGraph:
     def replay(self) -> None:
         groups = self.gs.tr.optimizer.param_groups
         floats = [g["lr"] for g in groups]
-        for g, t in zip(groups, self.gs.lrs):
-            g["lr"] = t  # as while captured: the optimizer reads the lr tensor the step body filled
-        for _ in range(self.steps):
-            self.gs._body()
+        self.gs._chunk(self.steps, tensor_lr=True)  # as while captured: each step reads its lr from the table
         for g, lr in zip(groups, floats):
             g["lr"] = lr
 
 
 class CpuGraphStep(GraphStep):
     def _warmup(self) -> None:
-        self._body()
+        self._chunk(1, tensor_lr=False)
         self.warm += 1
 
     def _capture(self, steps: int) -> FakeGraph:
@@ -71,7 +68,14 @@ def test_chunk_steps_and_advance():
     assert a.state_dict() == b.state_dict() and opt.param_groups[0]["lr"] == opt2.param_groups[0]["lr"]
 
 
-@pytest.mark.parametrize("solver, aug", [("sgdm", {}), ("adam", {"flip": True, "crop_pad": 2, "cutout": 3})])
+@pytest.mark.parametrize(
+    "solver, aug",
+    [
+        ("sgdm", {}),
+        ("adam", {"flip": True, "crop_pad": 2, "cutout": 3}),
+        ("adam", {"flip": True, "flip_mode": "alternate"}),
+    ],
+)  # alternate flips: each captured step must pass its own rows (the chunk gathers K batches at once)
 def test_multistep_epochs_equal_the_eager_loop(tmp_path, solver, aug):
     eager, fake = _trainer(tmp_path, "e", solver=solver, **aug), _trainer(tmp_path, "f", solver=solver, **aug)
     assert eager.fast is None

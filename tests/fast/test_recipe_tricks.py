@@ -1,4 +1,4 @@
-"""cifar10-fast's tricks on CPU: the whitening conv decorrelates patches, the head group, flip TTA."""
+"""cifar10-fast's tricks on CPU: whitening conv, head and batchnorm-shift groups, lookahead, alternating flips, TTA."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 
 import convforge.recipes  # noqa: F401  registers the recipes' networks and setup hooks
 from convforge.recipes import cifar10_fast
-from convforge.recipes._tricks import flip_tta_accuracy
+from convforge.recipes._tricks import tta_accuracy
 
 
 def _trainer(tmp_path):
@@ -34,11 +34,15 @@ def test_whitening_head_group_and_tta(tmp_path):
     # grey digits as RGB: only 4 of the 12 patch directions vary; those come out with unit variance
     assert torch.allclose(cov.diagonal()[-4:], torch.ones(4), atol=0.1) and cov.diagonal()[:8].max() < 1e-3
     assert (cov - torch.diag(cov.diagonal())).abs().max() < 0.1  # decorrelated
-    g0, g1 = tr.optimizer.param_groups
+    g0, g1, g2 = tr.optimizer.param_groups
     assert len(g1["params"]) == 1 and g1["lr"] == g0["lr"] / 81 and g1["weight_decay"] == g0["weight_decay"] * 81
-    assert tr.scheduler.base_lrs == [cifar10_fast.HYP["lr"], cifar10_fast.HYP["lr"] / 81]
+    bn = [m for m in tr.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in g2["params"]} == {id(m.bias) for m in bn} and not any(m.weight.requires_grad for m in bn)
+    assert g2["lr"] == g0["lr"] * 64 and abs(g2["lr"] * g2["weight_decay"] - g0["lr"] * g0["weight_decay"]) < 1e-12
+    lr = cifar10_fast.HYP["lr"]
+    assert tr.scheduler.base_lrs == [lr, lr / 81, lr * 64]
     images, labels = tr.batch(torch.arange(128))
     loss, _ = tr.step(images, labels)
-    assert conv.weight.grad is None and torch.isfinite(loss)
-    acc = flip_tta_accuracy(tr, tr.splits.test)
-    assert 0 <= acc <= 1
+    assert conv.weight.grad is None and conv.bias.grad is not None and torch.isfinite(loss)
+    for level in (1, 2):
+        assert 0.05 < tta_accuracy(tr, tr.splits.test, level=level) <= 1

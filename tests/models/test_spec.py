@@ -237,7 +237,7 @@ def test_top_level_errors() -> None:
         resolve_spec({"output": "tanh", "layers": HEAD}, (3, 8, 8), 10)
     with pytest.raises(ConfigError, match=r"^output: sigmoid but the last layer is softmax; make them agree$"):
         resolve_spec({"output": "sigmoid", "layers": HEAD}, (3, 8, 8), 2)
-    with pytest.raises(ConfigError, match=r"^init must be default, he or glorot, not 'xavier'$"):
+    with pytest.raises(ConfigError, match=r"^init must be default, he, glorot or dirac, not 'xavier'$"):
         resolve_spec({"init": "xavier", "layers": HEAD}, (3, 8, 8), 10)
     with pytest.raises(ConfigError, match=r"^no input shape: pass in_shape or start the layers with input"):
         resolve_spec(HEAD, num_classes=10)

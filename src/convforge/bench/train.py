@@ -35,6 +35,9 @@ SPLIT = {"mnist": (1.0, 0.0, 0.0), "fashion-mnist": (1.0, 0.0, 0.0), "cifar": (0
 def _peak_reset() -> None:
     gc.collect()  # the previous run's trainer (and its CUDA graph pool) must not count in this run's peak
     if torch.cuda.is_available():
+        # cuBLAS keeps a workspace per stream it ran on (32 MiB each on Hopper), live allocations that outlast the
+        # run that made them: without this, every run after the first counted earlier runs' workspaces as its own
+        getattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: None)()
         torch.cuda.empty_cache()
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -44,8 +47,19 @@ def _peak_mib() -> float:
     return torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0
 
 
-def plain_loop(recipe: dict[str, Any], splits, seed: int, device: str = "cuda") -> dict[str, Any]:
-    """The typical eager loop: DataLoader, .to(device) per batch, .item() per step."""
+def _mark(probe: dict[str, Any] | None, stage: str, peak: bool = False) -> None:
+    """Record allocated (or peak) GPU MiB at a stage, for benchmarks/step_profile.py; nothing when probe is None."""
+    if probe is not None and torch.cuda.is_available():
+        torch.cuda.synchronize()
+        probe[stage] = round((torch.cuda.max_memory_allocated() if peak else torch.cuda.memory_allocated()) / 2**20, 1)
+
+
+def plain_loop(recipe: dict[str, Any], splits, seed: int, device: str = "cuda", epochs: int | None = None,
+               probe: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The typical eager loop: DataLoader, .to(device) per batch, .item() per step.
+
+    `epochs` overrides the recipe's; `probe` receives the allocated/peak MiB at each stage (step_profile.py).
+    """
     from torch.utils.data import DataLoader, TensorDataset
 
     from ..engine.solvers import make_optimizer
@@ -60,8 +74,9 @@ def plain_loop(recipe: dict[str, Any], splits, seed: int, device: str = "cuda") 
     loader = DataLoader(data, batch_size=recipe["batch_size"], shuffle=True)
     binary = spec.output == "sigmoid"
     _peak_reset()
+    _mark(probe, "model_mib")
     t0 = time.perf_counter()
-    for _ in range(recipe["epochs"]):
+    for _ in range(recipe["epochs"] if epochs is None else epochs):
         model.train()
         running = 0.0
         for x, y in loader:
@@ -73,12 +88,15 @@ def plain_loop(recipe: dict[str, Any], splits, seed: int, device: str = "cuda") 
             opt.step()
             running += loss.item()  # host sync every step, as typical logging does
     train_s = time.perf_counter() - t0
+    _mark(probe, "train_peak_mib", peak=True)
+    _mark(probe, "after_train_mib")
     model.eval()
     with torch.no_grad():
         x = test.images.float().div(255).to(device)
         logits = torch.cat([model(c) for c in x.split(1000)])
         pred = (logits[:, 0] > 0).long() if binary else logits.argmax(1)
         acc = (pred.cpu() == test.labels).float().mean().item()
+    _mark(probe, "run_peak_mib", peak=True)  # the evaluation's peak, when above the training peak
     return dict(train_s=train_s, total_s=train_s, acc=acc, peak_mib=_peak_mib(), images=len(train.labels))
 
 
@@ -173,28 +191,45 @@ def markdown(results: dict[str, Any]) -> str:
         f"# train_speed: {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, cuDNN {env['cudnn']}, "
         f"{env['date']}",
         "",
+        f"Wall time {results.get('wall_s', 0):.0f} s. Targets: >= 20x speed-up, same accuracy, peak <= 2x plain's."
+        + _seeds_note(results),
+        "",
         "| recipe | variant | runs | train s (mean ± sd) | total s | test acc (mean ± sd) | images/s | peak MiB "
-        "| speed-up vs plain (train s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| peak vs plain | speed-up vs plain (train s) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, res in results["recipes"].items():
         plain = (res.get("plain") or {}).get("summary")
         for variant in [k for k in res if isinstance(res[k], dict) and "summary" in res[k]]:
             s = res[variant]["summary"]
             speed = f"{plain['train_s']['mean'] / s['train_s']['mean']:.1f}x" if plain else ""
+            memory = (
+                f"{s['peak_mib']['mean'] / plain['peak_mib']['mean']:.2f}x"
+                if plain and plain["peak_mib"]["mean"]
+                else ""
+            )
             lines.append(
                 f"| {name} | {variant} | {s['runs']} | {s['train_s']['mean']:.2f} ± {s['train_s']['sd']:.2f} "
                 f"| {s['total_s']['mean']:.2f} | {s['acc']['mean']:.2%} ± {s['acc']['sd']:.2%} "
-                f"| {s['images_per_s']:,.0f} | {s['peak_mib']['mean']:.0f} | {speed} |"
+                f"| {s['images_per_s']:,.0f} | {s['peak_mib']['mean']:.0f} | {memory} | {speed} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _seeds_note(results: dict[str, Any]) -> str:
+    seeds, plain = results.get("seeds"), results.get("baseline_seeds")
+    if seeds is None or plain is None or plain >= seeds:
+        return ""
+    return f" The plain loop ran {plain} seed(s), the convforge variants {seeds} (--baseline-seeds)."
 
 
 def bench_train(sources: dict[str, str], seeds: int = 5, baseline_seeds: int = 5, out: str | Path = ".",
                 log: Callable[[str], None] = print, eager_seeds: int | None = None,
                 variants: dict[str, dict[str, dict]] | None = None, tag: str = "") -> dict[str, Any]:  # fmt: skip
     """Run each recipe whose source is given (keys of REFERENCE, plus 'folder'); write JSON and markdown."""
-    results: dict[str, Any] = {"environment": environment(), "recipes": {}}
+    results: dict[str, Any] = {"environment": environment(), "seeds": seeds, "baseline_seeds": baseline_seeds}
+    results["recipes"] = {}
+    t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"train_speed_{results['environment']['device'].replace(' ', '-')}_{dt.date.today().isoformat()}{tag}"
@@ -204,6 +239,7 @@ def bench_train(sources: dict[str, str], seeds: int = 5, baseline_seeds: int = 5
         else:
             extra = (variants or {}).get(name)
             results["recipes"][name] = bench_recipe(name, source, seeds, baseline_seeds, log, eager_seeds, extra)
+        results["wall_s"] = round(time.perf_counter() - t0, 1)
         (out / f"{stem}.json").write_text(json.dumps(results, indent=1))  # after each recipe: partial results
         (out / f"{stem}.md").write_text(markdown(results))
     log(markdown(results))

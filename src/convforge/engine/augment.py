@@ -97,12 +97,20 @@ def photometric(images: torch.Tensor, aug: Augment, gen: torch.Generator, unit: 
 
 
 def augment_batch(
-    images: torch.Tensor, aug: Augment, gen: torch.Generator, unit: torch.Tensor | None = None
+    images: torch.Tensor,
+    aug: Augment,
+    gen: torch.Generator,
+    unit: torch.Tensor | None = None,
+    flip: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Augment a float N x C x H x W batch; `gen` lives on the batch's device so runs are reproducible."""
+    """Augment a float N x C x H x W batch; `gen` lives on the batch's device so runs are reproducible.
+
+    `flip`: which images to mirror (AlternateFlip); None draws a coin per image.
+    """
     n = images.shape[0]
     if aug.flip:
-        flip = torch.rand(n, generator=gen, device=images.device) < 0.5
+        if flip is None:
+            flip = torch.rand(n, generator=gen, device=images.device) < 0.5
         images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
     if aug.crop_pad > 0:
         images = crop_shift(images, aug.crop_pad, gen)
@@ -116,3 +124,22 @@ def augment_batch(
     if aug.cutout > 0:
         images = cutout(images, aug.cutout, gen)
     return images
+
+
+class AlternateFlip:
+    """airbench's alternating flip: each image's coin is drawn once per run, and every other epoch mirrors the
+    images it did not. Over two epochs every image is seen both ways, which random coins only promise on average.
+    The coins come from their own generator (seeded by the run's seed), so the run's other randoms do not move.
+    """
+
+    def __init__(self, n: int, seed: int, device: torch.device) -> None:
+        coins = torch.rand(n, generator=torch.Generator().manual_seed(seed)) < 0.5
+        self.coins = coins.to(device)
+        self.odd = torch.zeros((), dtype=torch.bool, device=device)
+
+    def start_epoch(self, epoch: int) -> None:
+        """`epoch` counts from 0; a device fill, so the captured steps read it."""
+        self.odd.fill_(epoch % 2 == 1)
+
+    def mask(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.coins[rows] ^ self.odd

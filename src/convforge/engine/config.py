@@ -28,7 +28,7 @@ class TrainConfig:
     lr: float | str | None = None  # None: the solver's usual default; "suggested": run lr-find first
     momentum: float | None = None  # None: the solver's default (0.9 for sgdm/nesterov)
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # constant | step | piecewise | cosine | onecycle
+    schedule: str = "cosine"  # constant | step | piecewise | cosine | onecycle | triangle
     warmup_epochs: float = 0.0
     step_epochs: int = 10  # step: multiply lr by gamma every step_epochs
     milestones: tuple[int, ...] = ()  # piecewise: epochs at which lr is multiplied by gamma
@@ -40,8 +40,10 @@ class TrainConfig:
     balance: str = "none"  # none | weights (loss weights) | sampler (class-balanced sampling)
     early_stopping: int = 0  # stop after this many epochs without val improvement; 0 = off
     time_budget_s: float = 0.0  # stop training after this many seconds (checked every step); 0 = no limit
+    lookahead: int = 0  # every N steps (after 30% of training) average the weights into an EMA and take it; 0 = off
     # augmentation (on the batch, on the training device)
     flip: bool = False  # random horizontal flip
+    flip_mode: str = "random"  # random: a coin per image per epoch | alternate: a coin per image, inverted each epoch
     shift: float = 0.0  # max translation as a fraction of width/height
     shear: float = 0.0  # max shear angle in degrees
     zoom: float = 0.0  # max zoom in/out as a fraction
@@ -87,10 +89,12 @@ class TrainConfig:
             "balance": ("none", "weights", "sampler"),
             "rescale": ("standardize", "unit"),
             "precision": ("auto", "fp32", "bf16"),
+            "flip_mode": ("random", "alternate"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"--{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+                flag = name.replace("_", "-")
+                raise ConfigError(f"--{flag} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
         for name in ("crop_pad", "cutout"):
@@ -106,6 +110,8 @@ class TrainConfig:
             raise ConfigError(f"--shear must be an angle in degrees in [0, 90), not {self.shear}")
         if self.freeze and not self.init:
             raise ConfigError("--freeze needs --init RUN_DIR (the run whose feature layers are frozen)")
+        if self.lookahead < 0:
+            raise ConfigError(f"--lookahead must be >= 0 steps (0 = off), not {self.lookahead}")
         if self.early_stopping < 0:
             raise ConfigError(f"--early-stopping must be >= 0, not {self.early_stopping}")
         if self.data_placement not in ("auto", "device", "stream", "pinned"):

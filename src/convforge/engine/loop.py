@@ -20,14 +20,15 @@ import torch.nn.functional as F
 from .._config import from_dict, merge, to_dict
 from ..data import DataSplits, ImageSet, load_data
 from ..errors import ConvforgeError
-from ..inference import autocast, batched_logits, resolve_device, scale_factors
+from ..inference import autocast, batched_logits, resolve_device, resolve_precision, scale_factors
 from ..models import build_model, resolve_spec
 from ..run import Run, default_run_dir
 from . import distributed
-from .augment import Augment, augment_batch
+from .augment import AlternateFlip, Augment, augment_batch
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .fast import fast_path, use_graphs
+from .lookahead import Lookahead
 from .progress import EpochProgress
 from .schedules import make_scheduler
 from .solvers import make_optimizer
@@ -118,7 +119,9 @@ class Trainer:
         self.model = build_model(self.spec).to(self.device)
         if self.device.type == "cuda":
             self.model = self.model.to(memory_format=torch.channels_last)
-        set_cpu_threads(cfg.threads, macs_per_image(self.spec.layers) * cfg.batch_size, self.device)
+        macs_per_step = macs_per_image(self.spec.layers) * cfg.batch_size
+        set_cpu_threads(cfg.threads, macs_per_step, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device, macs_per_step)  # auto: fp32 for small steps
         self.frozen = apply_init(self.model, cfg, log) if cfg.init else []
         if cfg.rescale == "unit":
             self.mean, self.std = [0.0] * in_shape[0], [1.0] * in_shape[0]
@@ -126,7 +129,8 @@ class Trainer:
             self.mean, self.std = channel_stats(train.images)
         self.offset, self.scale = scale_factors(self.mean, self.std, self.device)
         self.stream = open_stream(cfg, splits, self.device, cfg_to_data(cfg), log)  # None: the set lives on the device
-        self.x_train = train.images if self.stream is not None else train.images.to(self.device)
+        layout = torch.channels_last if self.device.type == "cuda" else torch.preserve_format  # gathers: no copy
+        self.x_train = train.images if self.stream is not None else train.images.to(self.device, memory_format=layout)
         self.y_train = train.labels.to(self.device)
         self.steps_per_epoch = -(-len(self.y_train) // cfg.batch_size)
         self.par = distributed.parallelize(self)  # DDP / hybrid wrapping and the loop's hooks (engine/distributed.py)
@@ -145,6 +149,14 @@ class Trainer:
         self.loss_weight = None
         if cfg.balance == "weights":
             self.loss_weight = class_weights(train.labels, len(self.classes)).to(self.device)
+        self.flips = None
+        if cfg.flip and cfg.flip_mode == "alternate":
+            self.flips = AlternateFlip(len(self.y_train), cfg.seed, self.device)
+        self.after_step: list[Callable[[], None]] = []  # run after each optimizer step, captured with it
+        if cfg.lookahead:
+            total = cfg.epochs * self.steps_per_epoch
+            done = lambda: self.scheduler.last_epoch  # noqa: E731  (read late: a recipe hook may swap the scheduler)
+            self.after_step.append(Lookahead(self.model, done, cfg.lookahead, self.steps_per_epoch, total))
         self.sample_weight = None
         if cfg.balance == "sampler":
             per_class = class_weights(train.labels, len(self.classes))
@@ -170,21 +182,28 @@ class Trainer:
             raw, labels = self.stream.take(idx)
         else:
             raw, labels = self.x_train[idx], self.y_train[idx]
-        images = (raw.float() - self.offset) * self.scale
-        if self.augment.active:
-            images = augment_batch(images, self.augment, self.gen, unit=self.scale * 255)
+        images = self.augment_images((raw.float() - self.offset) * self.scale, idx)
         if self.device.type == "cuda":
             images = images.contiguous(memory_format=torch.channels_last)
         return images, labels
 
+    def augment_images(self, images: torch.Tensor, rows: torch.Tensor, unit: torch.Tensor | None = None):
+        """The batch's augmentation; `rows` are its training-set rows (alternating flips are per image)."""
+        if not self.augment.active:
+            return images
+        flip = self.flips.mask(rows) if self.flips is not None else None
+        return augment_batch(images, self.augment, self.gen, unit=self.scale * 255 if unit is None else unit, flip=flip)
+
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step: the reference that fast paths (graphs, compile, DDP) wrap. Returns device tensors."""
-        with autocast(self.device, self.cfg.precision):
+        with autocast(self.device, self.precision):
             logits = self.model(images)
         loss = self.loss_fn(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        for hook in self.after_step:
+            hook()
         return loss.detach(), (self.predictions(logits.detach()) == labels).sum()
 
     def eager_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -205,6 +224,8 @@ class Trainer:
         if self.frozen:
             freeze_batchnorm(self.model)
         order = self.epoch_order()
+        if self.flips is not None:
+            self.flips.start_epoch(self.scheduler.last_epoch // self.steps_per_epoch)  # resume-safe epoch index
         if self.stream is not None:
             order = self.stream.plan(order)  # on the host, so batches are prefetched; one host sync per epoch
         if self.fast is not None:  # captured K-step graphs: the same steps, one replay per K (engine/fast/graph.py)
@@ -238,7 +259,7 @@ class Trainer:
             self.std,
             batch_size=512,
             device=self.device,
-            precision=self.cfg.precision if self.device.type == "cuda" else "fp32",
+            precision=self.precision if self.device.type == "cuda" else "fp32",
         )
         labels = data.labels.to(self.device)
         loss = self.loss_fn(logits, labels)

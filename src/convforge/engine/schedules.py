@@ -49,12 +49,25 @@ def onecycle(cfg: TrainConfig, steps_per_epoch: int, total: int) -> Callable[[in
     return f
 
 
+@SCHEDULES.register("triangle")
+def triangle(cfg: TrainConfig, steps_per_epoch: int, total: int) -> Callable[[int], float]:
+    # airbench94's: linear from 0.2 up to 1 at 23% of the steps (or warmup_epochs), then linear down to 0.07
+    warm = int(cfg.warmup_epochs * steps_per_epoch) or max(1, int(0.23 * total))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return 0.2 + 0.8 * step / warm
+        return 1.0 - 0.93 * min(1.0, (step - warm) / max(1, total - warm))
+
+    return f
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     total = cfg.epochs * steps_per_epoch
     base = SCHEDULES.get(cfg.schedule)(cfg, steps_per_epoch, total)
-    warm = int(cfg.warmup_epochs * steps_per_epoch) if cfg.schedule != "onecycle" else 0
+    warm = int(cfg.warmup_epochs * steps_per_epoch) if cfg.schedule not in ("onecycle", "triangle") else 0
 
     def multiplier(step: int) -> float:
         factor = base(step)

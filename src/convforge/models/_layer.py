@@ -25,7 +25,7 @@ LAYERS: Registry[LayerKind] = Registry("layer")
 ACTIVATIONS: Registry[str] = Registry("activation")
 # Names accepted by `norm:` (conv, dense) -> the layer type they expand to ("": no layer).
 NORMS: Registry[str] = Registry("norm")
-for _act in ("relu", "leaky_relu", "sigmoid", "tanh", "softmax"):
+for _act in ("relu", "leaky_relu", "gelu", "sigmoid", "tanh", "softmax"):
     ACTIVATIONS.register(_act, _act)
 ACTIVATIONS.register("none", "")
 NORMS.register("batchnorm", "batchnorm")

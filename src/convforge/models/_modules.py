@@ -29,6 +29,13 @@ class GlobalAvgPool(nn.Module):
         return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
 
 
+class GlobalMaxPool(nn.Module):
+    """N x C x H x W -> N x C (maximum over the whole map; exports to ONNX GlobalMaxPool)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(nn.functional.adaptive_max_pool2d(x, 1), 1)
+
+
 class ResidualBlock(nn.Module):
     """``act(body(x) + shortcut(x))``; an empty ``shortcut`` is the identity."""
 

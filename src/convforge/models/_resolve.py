@@ -20,7 +20,7 @@ from .spec import ModelSpec
 from .zoo import MODELS, zoo_spec
 
 TOP_KEYS = ("name", "output", "init", "layers", "in_shape", "num_classes", "param_count")
-INITS = ("he", "glorot")
+INITS = ("he", "glorot", "dirac")
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -125,7 +125,7 @@ class _Resolver:
         _name_layers(layers)
         init = self.raw.get("init")
         if init not in (None, "default", *INITS):
-            raise ConfigError(f"init must be default, he or glorot, not {init!r}")
+            raise ConfigError(f"init must be default, he, glorot or dirac, not {init!r}")
         name = self.raw.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError(f"the spec name must be a non-empty string, not {name!r}")

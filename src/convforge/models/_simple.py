@@ -29,6 +29,14 @@ class ReLU(_Elementwise):
 
 
 @register
+class GELU(_Elementwise):
+    """GELU with the exact erf form (x * Phi(x)): the form the generated CUDA code computes too."""
+
+    type = "gelu"
+    module = nn.GELU
+
+
+@register
 class Tanh(_Elementwise):
     type = "tanh"
     module = nn.Tanh
@@ -68,23 +76,35 @@ class MaxoutKind(LayerKind):
 
 @register
 class BatchNorm(LayerKind):
-    """BatchNorm2d on feature maps, BatchNorm1d on vectors. ``momentum`` is PyTorch's (= 1 - Keras momentum)."""
+    """BatchNorm2d on feature maps, BatchNorm1d on vectors. ``momentum`` is PyTorch's (= 1 - Keras momentum).
+
+    ``scale: false`` (Keras' name) keeps the weight at 1, untrained: only the shift (bias) learns, as in the
+    CIFAR-10 speed runs. The weight stays in the state dict, so exports and codegen see an ordinary batchnorm.
+    """
 
     type = "batchnorm"
-    defaults = dict(eps=1e-5, momentum=0.1)
+    defaults = dict(eps=1e-5, momentum=0.1, scale=True)
 
     def check(self, p: dict[str, Any], shape: Shape, ctx: Ctx) -> dict[str, Any]:
         eps = ctx.number("eps", p["eps"], 0.0, 1.0)
         if eps == 0:
             ctx.fail("eps must be > 0, not 0")
-        return dict(eps=eps, momentum=ctx.number("momentum", p["momentum"], 0.0, 1.0, high_ok=True))
+        momentum = ctx.number("momentum", p["momentum"], 0.0, 1.0, high_ok=True)
+        return dict(eps=eps, momentum=momentum, scale=ctx.bool_("scale", p["scale"]))
 
     def count(self, p: dict[str, Any], shape: Shape) -> int:
-        return 2 * shape[0]  # weight and bias; the running mean/var are buffers, not parameters
+        # weight and bias (a scale fixed at 1 is still a parameter, as the whitening conv's frozen weights are);
+        # the running mean/var are buffers, not parameters
+        return 2 * shape[0]
 
     def build(self, p: dict[str, Any], shape: Shape) -> nn.Module:
         cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
-        return cls(shape[0], eps=p["eps"], momentum=p["momentum"])
+        module = cls(shape[0], eps=p["eps"], momentum=p["momentum"])
+        module.weight.requires_grad_(p["scale"])
+        return module
+
+    def details(self, p: dict[str, Any]) -> str:
+        return "" if p["scale"] else "scale fixed at 1"
 
 
 @register

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from ._layer import REQUIRED, Ctx, LayerKind, Shape, register
-from ._modules import GlobalAvgPool
+from ._modules import GlobalAvgPool, GlobalMaxPool
 
 
 def _fmt_pair(v: list[int]) -> str:
@@ -160,6 +160,16 @@ class GlobalAvg(LayerKind):
 
     def build(self, p: dict[str, Any], shape: Shape) -> nn.Module:
         return GlobalAvgPool()
+
+
+@register
+class GlobalMax(GlobalAvg):
+    """CxHxW -> C: the maximum of each channel (no flatten needed after it)."""
+
+    type = "global_maxpool"
+
+    def build(self, p: dict[str, Any], shape: Shape) -> nn.Module:
+        return GlobalMaxPool()
 
 
 @register

@@ -6,7 +6,9 @@ predict apply the output function once).
 
 Weight init: PyTorch's defaults (Kaiming-uniform with a=sqrt(5) for conv/dense weights, uniform biases; batchnorm
 weight 1, bias 0) unless the spec sets ``init: he`` (Kaiming-normal, fan_in, ReLU gain; zero biases) or
-``init: glorot`` (Xavier-uniform, Keras' default; zero biases).
+``init: glorot`` (Xavier-uniform, Keras' default; zero biases) or ``init: dirac`` (PyTorch's defaults, then the
+first filters of each conv set to the identity, so a fresh conv stack passes its input through: airbench's
+"implicit residual"; zero conv biases).
 """
 
 from __future__ import annotations
@@ -49,6 +51,13 @@ def _trailing_outputs(spec: ModelSpec) -> list[int]:
 
 def _init_weights(model: nn.Module, init: str | None) -> None:
     if init is None:
+        return
+    if init == "dirac":
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d) and m.groups == 1:
+                nn.init.dirac_(m.weight.data[: m.in_channels])  # the first min(in, out) filters
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
         return
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):

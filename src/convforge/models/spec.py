@@ -33,7 +33,7 @@ class ModelSpec:
     num_classes: int  # 2 for a sigmoid (binary) output
     output: str  # softmax | sigmoid
     layers: list[dict[str, Any]] = field(default_factory=list)
-    init: str | None = None  # None: PyTorch's default init; he | glorot
+    init: str | None = None  # None: PyTorch's default init; he | glorot | dirac
 
     @property
     def param_count(self) -> int:

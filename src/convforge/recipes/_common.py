@@ -14,18 +14,19 @@ from .._config import merge
 from ..engine import TrainConfig, TrainResult
 
 
-def block(filters: int, pool: bool = True) -> list[dict[str, Any]]:
-    """conv -> (maxpool) -> batchnorm -> relu -> conv -> batchnorm -> relu: airbench's block, with ReLU."""
+def block(filters: int, pool: bool = True, act: str = "relu", **norm: Any) -> list[dict[str, Any]]:
+    """conv -> (maxpool) -> batchnorm -> act -> conv -> batchnorm -> act: airbench's block (`norm`: batchnorm
+    options beside its momentum 0.4, e.g. scale=False, eps=1e-12)."""
     conv = {"conv": {"filters": filters, "kernel": 3, "padding": "same", "bias": False}}
+    bn = {"batchnorm": {"momentum": 0.4, **norm}}
     layers: list[dict[str, Any]] = [conv]
     if pool:
         layers.append({"maxpool": {"kernel": 2}})
-    layers += [{"batchnorm": {"momentum": 0.4}}, "relu", conv, {"batchnorm": {"momentum": 0.4}}, "relu"]
-    return layers
+    return layers + [bn, act, conv, bn, act]
 
 
-def head() -> list[Any]:
-    return ["global_avgpool", {"dense": {"units": "classes", "bias": False}}, "softmax"]
+def head(pool: str = "global_avgpool") -> list[Any]:
+    return [pool, {"dense": {"units": "classes", "bias": False}}, "softmax"]
 
 
 def split_for(held_out: float) -> tuple[float, ...]:

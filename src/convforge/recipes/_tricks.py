@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..engine.schedules import make_scheduler
@@ -41,28 +42,52 @@ def scale_head(tr: Trainer, factor: float) -> None:
     """Train the last dense layer as if its output were multiplied by `factor` (logits x 1/9 in airbench).
 
     Exact reparametrization for SGD: weights x factor at init, lr x factor^2, weight decay / factor^2 (so lr x wd,
-    the decay per step, is unchanged), in a second param group with the same schedule.
+    the decay per step, is unchanged), in a param group of its own with the same schedule.
     """
     head = [m for m in tr.model.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         head.weight.mul_(factor)
+    _own_group(tr, list(head.parameters()), factor**2)
+
+
+def scale_norm_bias_lr(tr: Trainer, factor: float) -> None:
+    """Batchnorm shifts learn `factor` times faster, with the same decay per step (airbench: x64)."""
+    biases = [m.bias for m in tr.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    _own_group(tr, [b for b in biases if b is not None and b.requires_grad], factor)
+
+
+def _own_group(tr: Trainer, params: list[nn.Parameter], lr_factor: float) -> None:
+    """Move `params` to a new param group with lr x lr_factor and weight decay / lr_factor (lr x wd unchanged)."""
     opt = tr.optimizer
     group = opt.param_groups[0]
-    ids = {id(p) for p in head.parameters()}
+    ids = {id(p) for p in params}
     group["params"] = [p for p in group["params"] if id(p) not in ids]
     new = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
     base = group.get("initial_lr", group["lr"])
-    new.update(params=list(head.parameters()), lr=base * factor**2, weight_decay=group["weight_decay"] / factor**2)
+    new.update(params=params, lr=base * lr_factor, weight_decay=group["weight_decay"] / lr_factor)
     group["lr"] = base
     opt.add_param_group(new)
     tr.scheduler = make_scheduler(opt, tr.cfg, tr.steps_per_epoch)  # one lambda per group, base lrs re-read
 
 
 @torch.no_grad()
-def flip_tta_accuracy(tr: Trainer, data: ImageSet) -> float:
-    """Accuracy of the mean of the logits of each image and of its mirror image (eval mode; one host sync)."""
-    precision = tr.cfg.precision if tr.device.type == "cuda" else "fp32"
+def tta_accuracy(tr: Trainer, data: ImageSet, level: int = 1) -> float:
+    """Accuracy with test-time augmentation (eval mode; one host sync).
+
+    level 1: the mean of the logits of each image and its mirror image. level 2 (airbench's): half of that, plus a
+    quarter each for the same pair shifted one pixel up-left and one pixel down-right (reflect padding).
+    """
+    precision = tr.precision if tr.device.type == "cuda" else "fp32"
     kw = dict(batch_size=1024, device=tr.device, precision=precision)
-    logits = batched_logits(tr.model, data.images, tr.mean, tr.std, **kw)
-    logits += batched_logits(tr.model, data.images.flip(3), tr.mean, tr.std, **kw)
+
+    def mirrored(images: torch.Tensor) -> torch.Tensor:
+        logits = batched_logits(tr.model, images, tr.mean, tr.std, **kw)
+        return logits + batched_logits(tr.model, images.flip(3), tr.mean, tr.std, **kw)
+
+    logits = mirrored(data.images)
+    if level >= 2:
+        h, w = data.images.shape[2:]
+        padded = F.pad(data.images.float(), (1, 1, 1, 1), mode="reflect").to(data.images.dtype)
+        shifted = mirrored(padded[:, :, :h, :w]) + mirrored(padded[:, :, 2:, 2:])
+        logits = logits + shifted / 2
     return (logits.argmax(1) == data.labels.to(tr.device)).float().mean().item()

@@ -2,15 +2,16 @@
 
 Per epoch the host does: one copy of the epoch order into a static device buffer, one copy of the epoch's
 learning rates (the scheduler's own lambdas, evaluated ahead for every full step) into a static table, then one
-`replay()` per chunk of K steps. Each captured step reads its batch indices and its lr from row `ptr` of those
-buffers (`ptr` is a device step counter the graph advances) and adds its loss and hits into static device sums,
-with the same ops in the same order as the eager loop. Afterwards the host advances the scheduler's python state
-by K (`advance`), so checkpoints, resume and metrics are those of the eager loop.
+`replay()` per chunk of K steps. A captured chunk reads its K batches of indices and its K rows of lrs at once from
+row `ptr` of those buffers (`ptr` is a device step counter the graph advances), gathers and normalizes the K batches'
+images in one go (element-wise: the same floats as batch by batch), runs the K steps with the same ops in the same
+order as the eager loop, and adds their losses and hits into static device sums. Afterwards the host advances the
+scheduler's python state by K (`advance`), so checkpoints, resume and metrics are those of the eager loop.
 
 Steps that do not fill a chunk (the first epoch's warm-up remainder, `full % K`) replay a one-step graph; the last
 partial batch runs the eager reference on exactly its rows: no padding, batchnorm never sees a padded row.
 Augmentation randoms come from the trainer's CUDA generator, registered with each graph (philox offsets advance
-on replay exactly as in eager code, so graph and eager draw the same numbers).
+on replay exactly as in eager code, so graph and eager draw the same numbers); augmentation runs step by step.
 """
 
 from __future__ import annotations
@@ -19,23 +20,28 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..augment import augment_batch
-
 if TYPE_CHECKING:
     from ..loop import Trainer
     from ..progress import EpochProgress
 
-WARMUP_STEPS = 3  # eager steps on a side stream before capture (cuDNN/cuBLAS handles, optimizer state)
+WARMUP_STEPS = 3  # eager steps on the capture stream before capture (cuDNN/cuBLAS handles, optimizer state)
 # Measured (H200, torch 2.11, train s of the reference recipes, 1-step graphs -> K-step graphs, cudnn.benchmark on
 # in round 2): fashion mlp adam b32 2.19 -> 2.11 s, mnist digits-cnn b128 0.79 -> 0.70 s, cifar simple-cnn b32
-# 3.82 -> 3.57 s. The host was not the bottleneck: the replayed GPU work is ~110 us a step for the b32 mlp.
+# 3.82 -> 3.57 s. The host was not the bottleneck: the replayed GPU work is ~110 us a step for the b32 mlp, ~40
+# kernels of 2-3 us each (benchmarks/step_profile.py lists them). Hence the per-chunk work below: the row/lr
+# gathers, the step counter, the image gather + normalize (9 kernels) and the metric sums (6) run once per chunk;
+# per step they were 8 kernels (with one lr group). Expected: ~6 kernels (~15 us) fewer per step at K ~ 10; to be
+# confirmed by step_profile.py's graph kernel list (kernels/step) and gpu_us/step.
 MAX_CHUNK = 32  # steps per replay: host work per step becomes ~1 us; capture costs ~K eager steps of host time
 CHUNK_GPU_S = 1e-3  # aim of one replay's GPU time: far above the ~50 us of host work per replay, short capture
-NORMALIZED_MAX_BYTES = 2 << 30  # keep a float copy of the training set (saves 3 kernels a step) up to 2 GiB
+# No normalized float copy of the training set any more (it saved 2 kernels a step before the per-chunk gather):
+# 188 MB for MNIST, 490 MB for 40k CIFAR images (plus as much again while it was built) put convforge's peak memory
+# at 3.9x / 2.6x / 2.3x the plain loop's (train_speed_NVIDIA-H200_2026-11-22_final.md), over the 2x target.
 _SIDE: dict[torch.device, torch.cuda.Stream] = {}  # one per device: each new stream keeps its own cuBLAS workspace
 
 
 def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """Warm-up and capture stream: the same one, so there is one cuBLAS workspace (32 MiB on Hopper) less."""
     if device not in _SIDE:
         _SIDE[device] = torch.cuda.Stream(device)
     return _SIDE[device]
@@ -91,44 +97,61 @@ class GraphStep:
         groups = trainer.optimizer.param_groups
         self.order = torch.zeros(self.full * self.batch_size, dtype=torch.long, device=dev)
         self.ptr = torch.zeros(1, dtype=torch.long, device=dev)
+        self.ramp = torch.arange(max(MAX_CHUNK, self.k), device=dev)  # step offsets within a chunk
         self.lr_table = torch.zeros(self.full, len(groups), device=dev)
-        self.lrs = [torch.tensor(float(g["lr"]), device=dev) for g in groups]
         self.loss_sum = torch.zeros((), device=dev)
         self.hits = torch.zeros((), device=dev, dtype=torch.long)
         self.unit = trainer.scale * 255
-        self.x_norm = None
-        if trainer.x_train.numel() * 4 <= NORMALIZED_MAX_BYTES:  # same ops as Trainer.batch, so the same floats
-            chunks = [(c.float() - trainer.offset) * trainer.scale for c in trainer.x_train.split(8192)]
-            self.x_norm = torch.cat(chunks)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.pool = None  # one memory pool for all graphs: they replay one at a time, on one stream
         self.warm = 0
 
-    # -- the captured step ---------------------------------------------------------------------------
-    def _batch(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Trainer.batch on a pre-normalized copy (the gpu test checks it equals the eager step)."""
+    # -- the captured chunk --------------------------------------------------------------------------
+    def _images(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Trainer.batch's gather and normalize, for all rows of a chunk at once (the gpu test checks equality)."""
         tr = self.tr
-        if self.x_norm is None:
-            return tr.batch(rows)
-        images = self.x_norm[rows]
-        if tr.augment.active:
-            images = augment_batch(images, tr.augment, tr.gen, unit=self.unit)
-        return images.contiguous(memory_format=torch.channels_last), tr.y_train[rows]
+        return (tr.x_train[rows].float() - tr.offset) * tr.scale, tr.y_train[rows]
 
-    def _body(self) -> None:
-        rows = self.order.view(self.full, self.batch_size).index_select(0, self.ptr).view(-1)
-        lr_row = self.lr_table.index_select(0, self.ptr).view(-1)
-        for g, t in enumerate(self.lrs):
-            t.copy_(lr_row[g])  # read by the optimizer while captured; the eager steps use the group's float
-        self.ptr.add_(1)
-        loss, hits = self.tr.step(*self._batch(rows))
-        self.loss_sum.add_(loss, alpha=self.batch_size)  # as the eager loop: no .item(), read once per epoch
-        self.hits.add_(hits)
+    def _step(self, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The rest of Trainer.batch (augmentation, layout) on one batch of the chunk, then Trainer.step."""
+        tr = self.tr
+        images = tr.augment_images(images, rows, self.unit)
+        # no copy: x_train is channels_last on CUDA (Trainer.__init__), and so are gathers and element-wise ops
+        return tr.step(images.contiguous(memory_format=torch.channels_last), labels)
+
+    def _chunk(self, steps: int, tensor_lr: bool) -> None:
+        """`steps` training steps from step `ptr` on; `tensor_lr`: the optimizer reads each step's lr on the GPU."""
+        bs, groups = self.batch_size, self.tr.optimizer.param_groups
+        at = self.ptr + self.ramp[:steps]  # the chunk's step numbers in the epoch
+        rows = self.order.view(self.full, bs).index_select(0, at).view(-1)
+        lrs = self.lr_table.index_select(0, at)
+        self.ptr.add_(steps)
+        images, labels = self._images(rows)
+        losses, hits = [], []
+        for i in range(steps):
+            if tensor_lr:
+                for g, group in enumerate(groups):
+                    group["lr"] = lrs[i, g]  # captured: the replay reads this step's lr from the table row
+            part = slice(i * bs, (i + 1) * bs)
+            loss, hit = self._step(images[part], labels[part], rows[part])
+            losses.append(loss)
+            hits.append(hit)
+        self._sum(losses, hits)
+
+    def _sum(self, losses: list[torch.Tensor], hits: list[torch.Tensor]) -> None:
+        """Add the chunk's losses (x batch size, as the eager loop) and hits: 6 kernels a chunk, not 2 a step."""
+        if len(losses) == 1:
+            self.loss_sum.add_(losses[0], alpha=self.batch_size)
+            self.hits.add_(hits[0])
+            return
+        self.loss_sum.add_(torch.stack(losses).sum(), alpha=self.batch_size)  # no .item(): read once per epoch
+        self.hits.add_(torch.stack(hits).sum())
 
     def _warmup(self) -> None:
         side = _side_stream(self.tr.device)
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
-            self._body()
+            self._chunk(1, tensor_lr=False)  # the group's float lr, set by the scheduler
         torch.cuda.current_stream().wait_stream(side)
         self.warm += 1
 
@@ -140,14 +163,13 @@ class GraphStep:
             graph.register_generator_state(self.tr.gen)
         torch.cuda.synchronize()  # host sync: once per graph (two per run)
         try:
-            for g, t in zip(groups, self.lrs):
-                g["lr"] = t  # the captured optimizer reads lr from this tensor on every replay
-            with torch.cuda.graph(graph):
-                for _ in range(steps):
-                    self._body()
+            with torch.cuda.graph(graph, pool=self.pool, stream=_side_stream(self.tr.device)):
+                self._chunk(steps, tensor_lr=True)
         finally:
             for g, lr in zip(groups, floats):
                 g["lr"] = lr
+        if self.pool is None:
+            self.pool = graph.pool()
         return graph
 
     def _run(self, pos: int) -> int:

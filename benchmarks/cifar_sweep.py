@@ -1,0 +1,133 @@
+"""Ablations of the CIFAR-10 fast recipe on the GPU: which of its tricks buy accuracy per second.
+
+    PYTHONPATH=src CONVFORGE_CACHE=.data python benchmarks/cifar_sweep.py SOURCE [--plan quick|full] [--seeds 0 1]
+        [--out benchmarks/results]
+
+SOURCE: the CIFAR-10 JPEG training archive or folder (10,000 images held out, as the recipe does). Each variant is
+the recipe with some HYP fields (TrainConfig options) and some NET/TRICKS entries (cifar10_fast's architecture and
+trick switches) changed. One warm-up run first (cuDNN and CUDA context), not reported. Writes
+cifar_sweep_<device>_<date>.json / .md: train s (the epochs loop), total s (with data loading from the decoded
+cache, whitening, capture and TTA), accuracy with and without TTA.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+import convforge.recipes  # noqa: F401  registers the recipes
+from convforge import api
+from convforge.recipes import cifar10_fast
+
+BASE = dict(epochs=8)
+PLANS = {
+    "quick": [
+        ("airbench-style e6", {"epochs": 6}, {}, {}),
+        ("airbench-style e7", {"epochs": 7}, {}, {}),
+        ("airbench-style e8", {}, {}, {}),
+        ("airbench-style e10", {"epochs": 10}, {}, {}),
+        ("triangle schedule e8", {"schedule": "triangle"}, {}, {}),
+        ("relu e8", {}, {"act": "relu"}, {}),
+        ("no lookahead e8", {"lookahead": 0}, {}, {}),
+        ("random flip e8", {"flip_mode": "random"}, {}, {}),
+        ("avg pool e8", {}, {"pool": "global_avgpool"}, {}),
+        ("no bias lr x64 e8", {}, {}, {"bias_lr": 1.0}),
+        ("trained BN scale e8", {}, {"scale": True}, {}),
+        ("default init e8", {}, {"init": None}, {}),
+        ("lr 1.0 e8", {"lr": 1.0}, {}, {}),
+        ("lr 2.2 e8", {"lr": 2.2}, {}, {}),
+    ],
+    "speed": [
+        ("triangle e8", {"schedule": "triangle"}, {}, {}),
+        ("triangle e8 fp32", {"schedule": "triangle", "precision": "fp32"}, {}, {}),
+        ("triangle e8 compile", {"schedule": "triangle", "compile": True}, {}, {}),
+        ("triangle e8 no lookahead", {"schedule": "triangle", "lookahead": 0}, {}, {}),
+        ("triangle e8 relu", {"schedule": "triangle"}, {"act": "relu"}, {}),
+        ("triangle e10", {"schedule": "triangle", "epochs": 10}, {}, {}),
+        ("triangle e12", {"schedule": "triangle", "epochs": 12}, {}, {}),
+    ],
+}
+
+
+def run_variant(source: str, seed: int, hyp: dict, net: dict, tricks: dict) -> dict:
+    saved_net, saved_tricks = dict(cifar10_fast.NET), dict(cifar10_fast.TRICKS)
+    cifar10_fast.NET.update(net)
+    cifar10_fast.TRICKS.update(tricks)
+    try:
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as tmp:
+            r = api.train(source, recipe="cifar10-fast", seed=seed, out=f"{tmp}/run", progress=False,
+                          log=lambda s: None, **{**BASE, **hyp})  # fmt: skip
+            no_tta = r.run.meta.get("test_accuracy_no_tta", r.test_accuracy)
+        total = time.perf_counter() - t0
+    finally:
+        cifar10_fast.NET.clear()
+        cifar10_fast.NET.update(saved_net)
+        cifar10_fast.TRICKS.clear()
+        cifar10_fast.TRICKS.update(saved_tricks)
+    train_s = sum(row["time_s"] for row in r.history)
+    return dict(train_s=train_s, total_s=total, acc=r.test_accuracy, acc_no_tta=no_tta)
+
+
+def profile(source: str, variant: tuple) -> None:
+    """The variant's top CUDA kernels over a whole run (training dominates; evaluation and TTA are included)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    name, hyp, net, tricks = variant
+    with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
+        result = run_variant(source, 0, hyp, net, tricks)
+    print(f"profile of {name}: {result}")
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("source")
+    ap.add_argument("--plan", default="quick", choices=sorted(PLANS))
+    ap.add_argument("--only", nargs="*", default=None, help="variant names to run (default: the whole plan)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--out", default="benchmarks/results")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
+    ap.add_argument("--cudnn-benchmark", action="store_true", help="autotune cuDNN (the warm-up run pays for it)")
+    ap.add_argument("--profile", default="", help="a variant name: print its top CUDA kernels (one seed)")
+    args = ap.parse_args()
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
+    run_variant(args.source, 99, {"epochs": 1}, {}, {})  # warm-up: decode cache, CUDA context, cuDNN
+    if args.profile:
+        profile(args.source, next(v for v in PLANS[args.plan] if v[0] == args.profile))
+    rows = []
+    for name, hyp, net, tricks in PLANS[args.plan]:
+        if args.only and name not in args.only:
+            continue
+        runs = [run_variant(args.source, seed, hyp, net, tricks) for seed in args.seeds]
+        row = {"variant": name, "hyp": hyp, "net": net, "tricks": tricks, "runs": runs}
+        for key in ("train_s", "total_s", "acc", "acc_no_tta"):
+            row[key] = statistics.mean(r[key] for r in runs)
+        rows.append(row)
+        print(f"{name:28s} train {row['train_s']:.2f} s  total {row['total_s']:.2f} s  acc {row['acc']:.2%} "
+              f"(no TTA {row['acc_no_tta']:.2%})", flush=True)  # fmt: skip
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    meta = dict(device=device, torch=torch.__version__, cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version(),
+                date=date, source=args.source, seeds=args.seeds, held_out=10_000)  # fmt: skip
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"cifar_sweep_{device.replace(' ', '-')}_{date[:10]}{args.tag}"
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    head = "| variant | train s | total s | test acc (TTA) | test acc (no TTA) |\n|---|---|---|---|---|"
+    lines = [f"# cifar10-fast ablations: {device}, torch {meta['torch']}, {date}, seeds {args.seeds}", "", head]
+    lines += [f"| {r['variant']} | {r['train_s']:.2f} | {r['total_s']:.2f} | {r['acc']:.2%} | {r['acc_no_tta']:.2%} |"
+              for r in rows]  # fmt: skip
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
