@@ -30,7 +30,7 @@ HYP = dict(
     lr=1.5,  # per batch of 1024, mean loss (head group: x 1/81, batchnorm shifts: x 64)
     momentum=0.85,
     weight_decay=0.002 / 1.5,  # lr x wd = 0.002 per step at peak, in every group
-    schedule="onecycle",
+    schedule="triangle",  # airbench's: 0.2 -> 1 at 23% -> 0.07; onecycle e8 87.53% vs triangle 88.37% (1 seed)
     epochs=8,
     batch_size=1024,
     label_smoothing=0.2,
