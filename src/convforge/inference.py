@@ -28,21 +28,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-# Steps below this many multiply-adds train in fp32 under precision auto (cuDNN convolutions still use TF32, torch's
-# default): there bf16 autocast only adds kernels, one cast per weight forward and per gradient backward plus the
-# input and logits casts (counted ~10 of ~40 kernels a step for the b32 mlp, whose kernels take 2-3 us each whatever
-# their dtype), and saves little: the reference recipes run 3-80 M multiply-adds a step, the fast recipes 22-121 G
-# (kept on bf16). benchmarks/step_profile.py measures both precisions per recipe (kernels/step, GPU us/step) and the
-# fp32/bf16 crossover over batch sizes, which should land between those two ranges.
-BF16_MIN_MACS_PER_STEP = 1_000_000_000
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto -> bf16 autocast on CUDA, fp32 on CPU; an explicit choice stays.
 
-
-def resolve_precision(precision: str, device: torch.device, macs_per_step: int | None = None) -> str:
-    """auto -> bf16 on CUDA (fp32 for steps under BF16_MIN_MACS_PER_STEP multiply-adds), fp32 on CPU; else as given."""
+    Measured (benchmarks/results/step_profile_NVIDIA-H200_2026-11-22.md, GPU us per replayed step, bf16 vs fp32 with
+    TF32 convolutions): mnist digits-cnn b128 369 vs 454, fashion mlp b32 106 vs 107, cifar simple-cnn b32 302 vs
+    317, and bf16 ahead at every batch size from 32 to 2048: fp32 for small steps (tried) saved nothing.
+    """
     if precision != "auto":
         return precision
-    small = macs_per_step is not None and macs_per_step < BF16_MIN_MACS_PER_STEP
-    return "bf16" if device.type == "cuda" and not small else "fp32"
+    return "bf16" if device.type == "cuda" else "fp32"
 
 
 def autocast(device: torch.device, precision: str):

@@ -27,7 +27,8 @@ pytestmark = pytest.mark.skipif(not _have_nvcc() or shutil.which("make") is None
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """digits-cnn in fp16: compiles the WMMA and the fp32 kernels, all element-wise and pooling kernels."""
+    """digits-cnn in fp16: compiles the mma.sync, legacy WMMA and fp32 kernels, all element-wise and pooling
+    kernels."""
     root = tmp_path_factory.mktemp("cg")
     run = make_run(root / "run", "digits-cnn")
     info = codegen(run, root / "out", precision="fp16", max_batch=64, arch="sm_90", build=True)
@@ -41,6 +42,17 @@ def _run(binary, *args):
 def test_compiles(project):
     out, info = project
     assert (out / "classify").is_file() and info["binary"].endswith("classify")
+
+
+def test_new_and_legacy_conv_kernels_ship(project):
+    """The pipelined kernels and the legacy ones (CF_CONV_KERNELS=legacy) are both in the project; their shared
+    memory is configured in the constructor, before any CUDA graph is captured."""
+    out, _ = project
+    for name in ("common.cuh", "igemm.cuh", "conv_ffma.cuh", "conv_mma.cuh", "conv_wmma.cuh", "conv_fp32.cuh"):
+        assert (out / "kernels" / name).is_file()
+    src = (out / "network.cu").read_text()
+    assert src.index("conv_fp16_init();") < src.index("void Network::enqueue")
+    assert "CF_CONV_KERNELS" in (out / "kernels" / "common.cuh").read_text()
 
 
 def test_wrong_size_input_is_one_line_error(project, tmp_path):

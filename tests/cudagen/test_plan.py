@@ -25,6 +25,7 @@ def _numpy_forward(plan, x: np.ndarray) -> np.ndarray:
     acts = {0: lambda t, s: t, 1: F.relu, 2: lambda t, s: F.leaky_relu(t, s), 3: lambda t, s: torch.sigmoid(t)}
     acts[1] = lambda t, s: F.relu(t)
     acts[4] = lambda t, s: torch.tanh(t)
+    acts[5] = lambda t, s: F.gelu(t)
     for op in plan.ops:
         p, a = op.p, vals[op.inputs[0].id]
         n = a.shape[0]
@@ -42,8 +43,8 @@ def _numpy_forward(plan, x: np.ndarray) -> np.ndarray:
             a = a.reshape(n, p["c"], p["h"], p["w"])
             pool = F.max_pool2d if p["is_max"] else F.avg_pool2d
             y = pool(a, (p["kh"], p["kw"]), (p["sh"], p["sw"]), (p["ph"], p["pw"]))
-        elif op.kind == "global_avgpool":
-            y = a.reshape(n, p["c"], -1).mean(2)
+        elif op.kind == "global_pool":
+            y = a.reshape(n, p["c"], -1).amax(2) if p["is_max"] else a.reshape(n, p["c"], -1).mean(2)
         elif op.kind == "scale_shift":
             y = a.reshape(n, p["c"], -1)
             if "scale" in op.weights:
@@ -72,6 +73,7 @@ MIXED = {
         "batchnorm",
         {"dense": {"units": 32, "act": "tanh"}},
         "dropout",
+        {"dense": {"units": 16, "act": "gelu"}},
         {"dense": {"units": "classes"}},
         "softmax",
     ]
@@ -89,6 +91,23 @@ def test_plan_matches_torch_model(tmp_path):
     assert kinds.count("scale_shift") == 1  # only the batchnorm after global_avgpool stays
     assert any(op.residual is not None for op in plan.ops)  # shortcut added in the conv epilogue
     x = np.random.default_rng(0).normal(size=(4, 1, 28, 28))
+    model = build_model(resolve_spec(spec)).double().eval()
+    model.load_state_dict(run.state_dict())
+    ref = torch.softmax(model(torch.from_numpy(x)), 1).detach().numpy()
+    np.testing.assert_allclose(_numpy_forward(plan, x), ref, atol=1e-6)
+
+
+def test_gelu_and_global_max_pool_match_torch(tmp_path):
+    spec_in = {"layers": [{"conv": {"filters": 6, "kernel": 3, "padding": "same", "act": "gelu"}},
+                          {"batchnorm": {"scale": False}}, "gelu", "global_maxpool",
+                          {"dense": {"units": "classes", "bias": False}}, "softmax"]}  # fmt: skip
+    run = make_run(tmp_path / "run", spec_in)
+    from convforge._io import read_yaml
+
+    spec = read_yaml(run.file("spec.yaml"))
+    plan = make_plan(spec, run.state_dict(), (1, 28, 28), "softmax")
+    assert [op.kind for op in plan.ops] == ["conv", "scale_shift", "global_pool", "conv", "softmax"]
+    x = np.random.default_rng(1).normal(size=(3, 1, 28, 28))
     model = build_model(resolve_spec(spec)).double().eval()
     model.load_state_dict(run.state_dict())
     ref = torch.softmax(model(torch.from_numpy(x)), 1).detach().numpy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import convforge.recipes  # noqa: F401  registers the recipes' networks and setup hooks
@@ -35,12 +36,13 @@ def test_whitening_head_group_and_tta(tmp_path):
     assert torch.allclose(cov.diagonal()[-4:], torch.ones(4), atol=0.1) and cov.diagonal()[:8].max() < 1e-3
     assert (cov - torch.diag(cov.diagonal())).abs().max() < 0.1  # decorrelated
     g0, g1, g2 = tr.optimizer.param_groups
-    assert len(g1["params"]) == 1 and g1["lr"] == g0["lr"] / 81 and g1["weight_decay"] == g0["weight_decay"] * 81
+    assert len(g1["params"]) == 1 and g1["lr"] == pytest.approx(g0["lr"] / 81)
+    assert g1["weight_decay"] == pytest.approx(g0["weight_decay"] * 81)
     bn = [m for m in tr.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert {id(p) for p in g2["params"]} == {id(m.bias) for m in bn} and not any(m.weight.requires_grad for m in bn)
-    assert g2["lr"] == g0["lr"] * 64 and abs(g2["lr"] * g2["weight_decay"] - g0["lr"] * g0["weight_decay"]) < 1e-12
+    assert g2["lr"] == pytest.approx(g0["lr"] * 64) and abs(g2["lr"] * g2["weight_decay"] - g0["lr"] * g0["weight_decay"]) < 1e-12
     lr = cifar10_fast.HYP["lr"]
-    assert tr.scheduler.base_lrs == [lr, lr / 81, lr * 64]
+    assert tr.scheduler.base_lrs == pytest.approx([lr, lr / 81, lr * 64])
     images, labels = tr.batch(torch.arange(128))
     loss, _ = tr.step(images, labels)
     assert conv.weight.grad is None and conv.bias.grad is not None and torch.isfinite(loss)

@@ -15,10 +15,11 @@ import numpy as np
 
 from ..errors import ConvforgeError
 
-ACTS = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4}
+ACTS = {"none": 0, "relu": 1, "leaky_relu": 2, "sigmoid": 3, "tanh": 4, "gelu": 5}
 OUTPUTS = {"softmax", "classification", "sigmoid"}
 NO_OPS = {"dropout", "flatten", "input"}
-SUPPORTED = {"conv", "dense", "batchnorm", "maxpool", "avgpool", "global_avgpool", "maxout", "residual"}
+SUPPORTED = {"conv", "dense", "batchnorm", "maxpool", "avgpool", "global_avgpool", "global_maxpool", "maxout"}
+SUPPORTED |= {"residual"}
 SUPPORTED |= set(ACTS) | OUTPUTS | NO_OPS
 
 
@@ -35,7 +36,7 @@ class Tensor:
 
 @dataclass
 class Op:
-    kind: str  # conv | pool | global_avgpool | scale_shift | add | maxout | softmax | sigmoid
+    kind: str  # conv | pool | global_pool | scale_shift | add | maxout | softmax | sigmoid
     name: str  # the spec layer it comes from, e.g. "layers.4.body.0"
     inputs: list[Tensor]
     out: Tensor
@@ -131,9 +132,9 @@ class _Builder:
             q.update(ph=p["padding"][0], pw=p["padding"][1])
             op = self.emit(Op("pool", name, [x], self.tensor(out_shape), q))
             return op.out, op
-        if kind == "global_avgpool":
-            q = dict(c=x.shape[0], hw=x.shape[1] * x.shape[2])
-            op = self.emit(Op("global_avgpool", name, [x], self.tensor(out_shape), q))
+        if kind in ("global_avgpool", "global_maxpool"):
+            q = dict(c=x.shape[0], hw=x.shape[1] * x.shape[2], is_max=int(kind == "global_maxpool"))
+            op = self.emit(Op("global_pool", name, [x], self.tensor(out_shape), q))
             return op.out, None
         if kind == "maxout":
             hw = int(np.prod(x.shape[1:])) if len(x.shape) > 1 else 1

@@ -121,7 +121,7 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         macs_per_step = macs_per_image(self.spec.layers) * cfg.batch_size
         set_cpu_threads(cfg.threads, macs_per_step, self.device)
-        self.precision = resolve_precision(cfg.precision, self.device, macs_per_step)  # auto: fp32 for small steps
+        self.precision = resolve_precision(cfg.precision, self.device)
         self.frozen = apply_init(self.model, cfg, log) if cfg.init else []
         if cfg.rescale == "unit":
             self.mean, self.std = [0.0] * in_shape[0], [1.0] * in_shape[0]

@@ -30,10 +30,14 @@ class GlobalAvgPool(nn.Module):
 
 
 class GlobalMaxPool(nn.Module):
-    """N x C x H x W -> N x C (maximum over the whole map; exports to ONNX GlobalMaxPool)."""
+    """N x C x H x W -> N x C (maximum over the whole map; exports to ONNX ReduceMax).
+
+    amax, not adaptive_max_pool2d: on channels_last bf16 maps (H200, torch 2.11) the latter's kernels took 190 us
+    forward + 157 us backward per batch of 1024 x 256 x 3 x 3 in cifar10-fast, 8% of its training time.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(nn.functional.adaptive_max_pool2d(x, 1), 1)
+        return x.amax(dim=(2, 3))
 
 
 class ResidualBlock(nn.Module):

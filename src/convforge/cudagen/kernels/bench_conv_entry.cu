@@ -1,9 +1,10 @@
 // C entry point for `convforge bench conv`: the generated network's fp32 convolution, callable through ctypes.
 // Layout: x fp32 NCHW, w [k][c/groups][r][s] (PyTorch order), y fp32 NCHW, all contiguous device memory; no bias,
 // no residual, no activation (a plain cross-correlation, as F.conv2d). Square stride and padding, dilation 1.
-// Launch: the generator's own dispatcher cf::conv_fp32 (conv_fp32.cuh, included, not copied), so the tile size
-// (128x128x8 or 64x64x16, or the GEMV kernel for a dense 1x1 layer at batch <= 8) and the split-K count are chosen
-// exactly as in a generated network; the caller passes a workspace of ws_elems floats (the network uses 8 Mi).
+// Launch: the generator's own dispatcher cf::conv_fp32 (conv_fp32.cuh, included, not copied), so the kernel (the
+// pipelined FMA kernel of conv_ffma.cuh, the legacy one when CF_CONV_KERNELS=legacy, or the GEMV kernel for a dense
+// 1x1 layer at batch <= 8) and the split-K count are chosen exactly as in a generated network; the caller passes
+// a workspace of ws_elems floats (the network uses 8 Mi).
 // Runs on the stream passed in (torch's current stream); asynchronous, no host sync.
 // Speed vs cuDNN: per layer not yet measured (this is what the codegen column of `convforge bench conv` measures);
 // whole networks in conv_fp32.cuh (H100, resnet18 224px batch 256: 4.7x slower than cuDNN with TF32).

@@ -1,13 +1,17 @@
-// Implicit-GEMM convolution (and dense layers), fp32 CUDA cores, shared-memory tiling.
+// Implicit-GEMM convolution (and dense layers), exact fp32 on CUDA cores: the `--precision fp32` dispatcher, the
+// GEMV kernel for dense layers with few rows, and the legacy single-stage tiled kernel.
 // Layout: input/output fp32 NCHW; weights [cout][cin/groups][kh][kw] (PyTorch order), batch norm already folded
 // in; GEMM view per group: out[m][n] = sum_k W[m][k] * im2col(x)[k][n], m = output channel, n = (image, y, x).
 // Epilogue (fused): + bias[m], + residual (same shape as the output, optional), then ReLU / leaky ReLU / none.
-// Tiles: BM x BN outputs per block, BK-deep k slices in shared memory, TM x TN outputs per thread.
-// Speed vs cuDNN (H100, whole networks, benchmarks/results/codegen_speed.md): resnet18 224px batch 256 66.1 ms vs
-// 14.0 ms for PyTorch eager (cuDNN, TF32 tensor cores) = 4.7x slower; digits-cnn batch 256 0.149 vs 0.482 ms.
-// Plain FMA, single-stage tiles: it loses on big layers and wins where launch gaps dominate.
+// Kernels: by default the pipelined kernel of conv_ffma.cuh; with CF_CONV_KERNELS=legacy (common.cuh) the
+// single-stage conv_fp32_kernel below (BM x BN outputs per block, BK-deep k slices, TM x TN outputs per thread).
+// Speed vs cuDNN of the legacy kernel (H100, whole networks, benchmarks/results/codegen_speed.md): resnet18 224px
+// batch 256 66.1 ms vs 14.0 ms for PyTorch eager (cuDNN, TF32 tensor cores) = 4.7x slower; digits-cnn batch 256
+// 0.149 vs 0.482 ms. Its loads divide twice per element and every tile waits for its loads: it loses on big layers
+// and wins where launch gaps dominate.
 #pragma once
 #include "common.cuh"
+#include "conv_ffma.cuh"
 #include "splitk.cuh"
 
 namespace cf {
@@ -23,31 +27,10 @@ conv_fp32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
   __shared__ float Bs[BK][BN];
 
   const int tid = threadIdx.x;
-  const int g = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int cin_g = s.cin / s.groups, cout_g = s.cout / s.groups;
-  const int khw = s.kh * s.kw;
-  const int K = cin_g * khw;
-  const int k_step = (K + splits - 1) / splits;
-  const int k_begin = split * k_step, k_end = min(K, k_begin + k_step);
-  const int P = s.ho * s.wo;
-  const long long Ncols = static_cast<long long>(batch) * P;
-  const int m0 = blockIdx.y * BM;
-  const long long n0 = static_cast<long long>(blockIdx.x) * BN;
-
-  // The column this thread loads into Bs is fixed for the whole k loop: decode it once.
-  const int bn = tid % BN;
-  const long long ncol = n0 + bn;
-  const bool col_ok = ncol < Ncols;
-  int img = 0, oy = 0, ox = 0;
-  if (col_ok) {
-    img = static_cast<int>(ncol / P);
-    int p = static_cast<int>(ncol % P);
-    oy = p / s.wo;
-    ox = p % s.wo;
-  }
-  const int iy0 = oy * s.sh - s.ph, ix0 = ox * s.sw - s.pw;
-  const float* xg = x + (static_cast<long long>(img) * s.cin + static_cast<long long>(g) * cin_g) * s.h * s.w;
-  const float* wg = wgt + static_cast<long long>(g) * cout_g * K;
+  const ConvGemm t = conv_gemm(s, batch, splits, BM, BN, 1);
+  const float* wg = wgt + static_cast<long long>(t.g) * t.cout_g * t.K;
+  const int bn = tid % BN;  // the column this thread loads into Bs is fixed for the whole k loop
+  const ConvColumn col = conv_column(s, t, x, t.n0 + bn);
 
   float acc[TM][TN];
 #pragma unroll
@@ -56,21 +39,21 @@ conv_fp32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
     for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
   const int tx = tid % (BN / TN), ty = tid / (BN / TN);
-  for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+  for (int k0 = t.k_begin; k0 < t.k_end; k0 += BK) {
     // A tile: weights, coalesced along k.
     for (int i = tid; i < BM * BK; i += NT) {
       int mm = i / BK, kk = i % BK;
-      int m = m0 + mm, k = k0 + kk;
-      As[kk][mm] = (m < cout_g && k < k_end) ? wg[static_cast<long long>(m) * K + k] : 0.f;
+      int m = t.m0 + mm, k = k0 + kk;
+      As[kk][mm] = (m < t.cout_g && k < t.k_end) ? wg[static_cast<long long>(m) * t.K + k] : 0.f;
     }
     // B tile: gathered input pixels (zero padding), coalesced along n.
     for (int kk = tid / BN; kk < BK; kk += NT / BN) {
       int k = k0 + kk;
       float v = 0.f;
-      if (col_ok && k < k_end) {
-        int c = k / khw, r = k % khw;
-        int iy = iy0 + (r / s.kw) * s.dh, ix = ix0 + (r % s.kw) * s.dw;
-        if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) v = xg[(static_cast<long long>(c) * s.h + iy) * s.w + ix];
+      if (col.ok && k < t.k_end) {
+        int c = k / t.khw, r = k % t.khw;
+        int iy = col.iy0 + (r / s.kw) * s.dh, ix = col.ix0 + (r % s.kw) * s.dw;
+        if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) v = col.xg[(static_cast<long long>(c) * s.h + iy) * s.w + ix];
       }
       Bs[kk][bn] = v;
     }
@@ -92,17 +75,17 @@ conv_fp32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
 
 #pragma unroll
   for (int j = 0; j < TN; ++j) {
-    long long n = n0 + tx + j * (BN / TN);
-    if (n >= Ncols) continue;
-    int im = static_cast<int>(n / P), p = static_cast<int>(n % P);
+    long long n = t.n0 + tx + j * (BN / TN);
+    if (n >= t.Ncols) continue;
+    int im = static_cast<int>(n / t.P), p = static_cast<int>(n % t.P);
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-      int m = m0 + ty + i * (BM / TM);
-      if (m >= cout_g) continue;
-      int co = g * cout_g + m;
-      long long o = (static_cast<long long>(im) * s.cout + co) * P + p;
+      int m = t.m0 + ty + i * (BM / TM);
+      if (m >= t.cout_g) continue;
+      int co = t.g * t.cout_g + m;
+      long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
       if (partial) {
-        partial[static_cast<long long>(split) * batch * s.cout * P + o] = acc[i][j];
+        partial[static_cast<long long>(t.split) * batch * s.cout * t.P + o] = acc[i][j];
         continue;
       }
       float v = acc[i][j] + (bias ? bias[co] : 0.f);
@@ -161,18 +144,26 @@ inline void conv_fp32_tiled(cudaStream_t st, const float* x, const float* w, con
   if (splits > 1) splitk_reduce(st, ws, splits, b, res, y, s, batch, act, slope);
 }
 
+inline bool is_dense(const ConvShape& s) {
+  return s.h == 1 && s.w == 1 && s.kh == 1 && s.kw == 1 && s.groups == 1;
+}
+
 inline void conv_fp32(cudaStream_t st, const float* x, const float* w, const float* b, const float* res, float* y,
                       const ConvShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
   long long ncols = static_cast<long long>(batch) * s.ho * s.wo;
-  bool dense = s.h == 1 && s.w == 1 && s.kh == 1 && s.kw == 1 && s.groups == 1;
-  if (dense && batch <= 8) {
+  if (is_dense(s) && batch <= 8) {
     gemv_fp32_kernel<8><<<ceil_div(s.cout, 8), 256, 0, st>>>(x, w, b, res, y, s.cin, s.cout, batch, act, slope);
     CF_CHECK(cudaGetLastError());
+  } else if (!use_legacy_conv() && igemm_fits(s, batch)) {
+    conv_ffma(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
   } else if (s.cout / s.groups >= 128 && ncols >= 128 * 132) {
     conv_fp32_tiled<128, 128, 8, 8, 8>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
   } else {
     conv_fp32_tiled<64, 64, 16, 4, 4>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
   }
 }
+
+// Called by the generated network's constructor: the FMA kernels use static shared memory, nothing to set up.
+inline void conv_fp32_init() {}
 
 }  // namespace cf

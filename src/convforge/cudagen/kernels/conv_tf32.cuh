@@ -1,35 +1,25 @@
-// Implicit-GEMM convolution (and dense layers) on TF32 tensor cores through WMMA (m16n16k8, fp32 accumulation):
-// `--precision tf32`. Operands are rounded to TF32 (10-bit mantissa) as they enter the MMA, so results differ from
-// exact fp32 by about 1e-3 relative; `--precision fp32` keeps the exact FMA kernel (conv_fp32.cuh).
+// `--precision tf32`: the dispatcher and the legacy TF32 kernel. Operands are rounded to TF32 (10-bit mantissa) as
+// they enter the MMA, so results differ from exact fp32 by about 1e-3 relative; `--precision fp32` keeps exact FMA.
+// Kernels: by default the pipelined mma.sync kernel of conv_mma.cuh; with CF_CONV_KERNELS=legacy (common.cuh) the
+// WMMA kernel below (m16n16k8, fp32 accumulation). Layers too small for a tensor-core tile (cout/groups < 32,
+// K < 16) and dense layers with batch <= 8 take the exact fp32 path (conv_fp32.cuh) either way.
 // Layout: activations fp32 NCHW in memory (every other kernel is shared with the fp32 path); weights
 // [cout][cin/groups][kh][kw], batch norm folded in. GEMM view per group as in conv_fp32.cuh: m = output channel,
 // n = (image, y, x), k = (input channel, ky, kx).
-// Block: 64 (m) x 128 (n) outputs, k slices of 16, 8 warps each owning 32 x 32 (2 x 2 fragments). Tiles are
-// staged in shared memory as fp32 with cp.async (4-byte copies; zero-fill for padding and edges), double-buffered:
-// the copy of slice t+1 is in flight while slice t is multiplied. Epilogue through shared memory: + bias,
-// + residual, activation, coalesced NCHW stores (or split-K partial sums, splitk.cuh).
-// Layers too small for a 64-row tile (cout/groups < 32) and dense layers with batch <= 8 keep the exact fp32
-// kernels (conv_fp32.cuh), where launch latency, not arithmetic, is the cost.
-// Speed vs cuDNN (H200, whole networks, benchmarks/results/codegen_speed.md): resnet18 224px batch 256 58.5 ms vs
-// 17.7 ms for the cudnn backend in tf32 (3.3x slower) and 12.0 ms for PyTorch eager (TF32); only 11% faster than the
-// exact fp32 kernel (65.8 ms). The MMAs are not the limit: the scalar im2col gather (div/mod per element, 4-byte
-// cp.async) is. Next: 16-byte copies along k for the weights, incremental (c, ky, kx) indices, 3 stages.
+// Legacy block: 64 (m) x 128 (n) outputs, k slices of 16, 8 warps each owning 32 x 32 (2 x 2 fragments); tiles
+// staged as fp32 with 4-byte cp.async, double-buffered; epilogue through shared memory.
+// Speed vs cuDNN of the legacy kernel (H200, whole networks, benchmarks/results/codegen_speed.md): resnet18 224px
+// batch 256 58.5 ms vs 17.7 ms for the cudnn backend in tf32 (3.3x slower) and 12.0 ms for PyTorch eager (TF32);
+// only 11% faster than the exact fp32 kernel (65.8 ms): the scalar im2col gather (div/mod per element) bound it.
 #pragma once
 #include <mma.h>
 #include "common.cuh"
 #include "conv_fp32.cuh"
+#include "conv_mma.cuh"
+#include "igemm.cuh"
 #include "splitk.cuh"
 
 namespace cf {
-
-__device__ __forceinline__ void cp_async4(float* smem, const float* gmem, bool valid) {
-  unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  int bytes = valid ? 4 : 0;  // 0: nothing is read and the 4 bytes are zero-filled
-  asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(dst), "l"(gmem), "r"(bytes));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 
 constexpr int kTfBM = 64, kTfBN = 128, kTfBK = 16, kTfThreads = 256;
 constexpr int kTfLdA = kTfBK + 4, kTfLdB = kTfBN + 4, kTfLdC = kTfBN + 4;
@@ -45,31 +35,10 @@ conv_tf32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
   __shared__ __align__(128) float smem[kTfSmemFloats];
 
   const int tid = threadIdx.x, warp = tid / 32;
-  const int g = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int cin_g = s.cin / s.groups, cout_g = s.cout / s.groups;
-  const int khw = s.kh * s.kw;
-  const int K = cin_g * khw;
-  const int k_step = (K + splits - 1) / splits;
-  const int k_begin = split * k_step, k_end = min(K, k_begin + k_step);
-  const int P = s.ho * s.wo;
-  const long long Ncols = static_cast<long long>(batch) * P;
-  const int m0 = blockIdx.y * BM;
-  const long long n0 = static_cast<long long>(blockIdx.x) * BN;
-
-  // The input column this thread gathers is fixed for the whole k loop: decode it once.
-  const int bn = tid % BN;
-  const long long ncol = n0 + bn;
-  const bool col_ok = ncol < Ncols;
-  int img = 0, oy = 0, ox = 0;
-  if (col_ok) {
-    img = static_cast<int>(ncol / P);
-    int p = static_cast<int>(ncol % P);
-    oy = p / s.wo;
-    ox = p % s.wo;
-  }
-  const int iy0 = oy * s.sh - s.ph, ix0 = ox * s.sw - s.pw;
-  const float* xg = x + (static_cast<long long>(img) * s.cin + static_cast<long long>(g) * cin_g) * s.h * s.w;
-  const float* wg = wgt + static_cast<long long>(g) * cout_g * K;
+  const ConvGemm t = conv_gemm(s, batch, splits, BM, BN, 1);
+  const float* wg = wgt + static_cast<long long>(t.g) * t.cout_g * t.K;
+  const int bn = tid % BN;  // the input column this thread gathers is fixed for the whole k loop
+  const ConvColumn col = conv_column(s, t, x, t.n0 + bn);
 
   auto stage_a = [&](int st) { return smem + st * kTfStageFloats; };
   auto stage_b = [&](int st) { return smem + st * kTfStageFloats + BM * kTfLdA; };
@@ -79,22 +48,22 @@ conv_tf32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
 #pragma unroll
     for (int i = 0; i < BM * BK / NT; ++i) {  // weights: 16 consecutive k per row
       int idx = tid + i * NT, mm = idx / BK, kk = idx % BK;
-      int m = m0 + mm, k = k0 + kk;
-      bool ok = m < cout_g && k < k_end;
-      cp_async4(As + mm * kTfLdA + kk, ok ? wg + static_cast<long long>(m) * K + k : wgt, ok);
+      int m = t.m0 + mm, k = k0 + kk;
+      bool ok = m < t.cout_g && k < t.k_end;
+      cp_async_f32(As + mm * kTfLdA + kk, ok ? wg + static_cast<long long>(m) * t.K + k : wgt, ok);
     }
 #pragma unroll
     for (int i = 0; i < BK * BN / NT; ++i) {  // im2col gather: consecutive threads read consecutive pixels
       int kk = tid / BN + i * (NT / BN), k = k0 + kk;
       bool ok = false;
       const float* src = x;
-      if (col_ok && k < k_end) {
-        int c = k / khw, r = k % khw;
-        int iy = iy0 + (r / s.kw) * s.dh, ix = ix0 + (r % s.kw) * s.dw;
+      if (col.ok && k < t.k_end) {
+        int c = k / t.khw, r = k % t.khw;
+        int iy = col.iy0 + (r / s.kw) * s.dh, ix = col.ix0 + (r % s.kw) * s.dw;
         ok = iy >= 0 && iy < s.h && ix >= 0 && ix < s.w;
-        if (ok) src = xg + (static_cast<long long>(c) * s.h + iy) * s.w + ix;
+        if (ok) src = col.xg + (static_cast<long long>(c) * s.h + iy) * s.w + ix;
       }
-      cp_async4(Bs + kk * kTfLdB + bn, src, ok);
+      cp_async_f32(Bs + kk * kTfLdB + bn, src, ok);
     }
   };
 
@@ -105,16 +74,16 @@ conv_tf32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
-  const int tiles = k_end > k_begin ? (k_end - k_begin + BK - 1) / BK : 0;
-  if (tiles > 0) load(0, k_begin);
+  const int tiles = t.k_end > t.k_begin ? (t.k_end - t.k_begin + BK - 1) / BK : 0;
+  if (tiles > 0) load(0, t.k_begin);
   cp_async_commit();
-  for (int t = 0; t < tiles; ++t) {
-    if (t + 1 < tiles) load((t + 1) & 1, k_begin + (t + 1) * BK);
+  for (int it = 0; it < tiles; ++it) {
+    if (it + 1 < tiles) load((it + 1) & 1, t.k_begin + (it + 1) * BK);
     cp_async_commit();
-    cp_async_wait<1>();  // slice t has landed; slice t+1 may still be in flight
+    cp_async_wait<1>();  // slice it has landed; slice it+1 may still be in flight
     __syncthreads();
-    const float* As = stage_a(t & 1);
-    const float* Bs = stage_b(t & 1);
+    const float* As = stage_a(it & 1);
+    const float* Bs = stage_b(it & 1);
 #pragma unroll
     for (int kk = 0; kk < BK; kk += 8) {
       wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major> a[2];
@@ -151,15 +120,15 @@ conv_tf32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
 
   for (int i = tid; i < BM * BN; i += NT) {
     int mm = i / BN, nn = i % BN;
-    int m = m0 + mm;
-    long long n = n0 + nn;
-    if (m >= cout_g || n >= Ncols) continue;
-    int im = static_cast<int>(n / P), p = static_cast<int>(n % P);
-    int co = g * cout_g + m;
-    long long o = (static_cast<long long>(im) * s.cout + co) * P + p;
+    int m = t.m0 + mm;
+    long long n = t.n0 + nn;
+    if (m >= t.cout_g || n >= t.Ncols) continue;
+    int im = static_cast<int>(n / t.P), p = static_cast<int>(n % t.P);
+    int co = t.g * t.cout_g + m;
+    long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
     float v = Cs[mm * kTfLdC + nn];
     if (partial) {
-      partial[static_cast<long long>(split) * batch * s.cout * P + o] = v;
+      partial[static_cast<long long>(t.split) * batch * s.cout * t.P + o] = v;
       continue;
     }
     v += bias ? bias[co] : 0.f;
@@ -170,10 +139,13 @@ conv_tf32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
 
 inline void conv_tf32(cudaStream_t st, const float* x, const float* w, const float* b, const float* res, float* y,
                       const ConvShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
-  bool dense = s.h == 1 && s.w == 1 && s.kh == 1 && s.kw == 1 && s.groups == 1;
   int k = s.cin / s.groups * s.kh * s.kw;
-  if ((dense && batch <= 8) || s.cout / s.groups < 32 || k < 16) {
+  if ((is_dense(s) && batch <= 8) || s.cout / s.groups < 32 || k < 16) {
     conv_fp32(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
+    return;
+  }
+  if (!use_legacy_conv() && igemm_fits(s, batch)) {
+    conv_mma<MmaTf32>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
     return;
   }
   long long ncols = static_cast<long long>(batch) * s.ho * s.wo;
@@ -185,5 +157,8 @@ inline void conv_tf32(cudaStream_t st, const float* x, const float* w, const flo
   CF_CHECK(cudaGetLastError());
   if (splits > 1) splitk_reduce(st, ws, splits, b, res, y, s, batch, act, slope);
 }
+
+// Called by the generated network's constructor (outside graph capture): shared-memory limits of the new kernels.
+inline void conv_tf32_init() { conv_mma_init<MmaTf32>(); }
 
 }  // namespace cf

@@ -1,15 +1,20 @@
-// Implicit-GEMM convolution (and dense layers) on tensor cores through WMMA, fp16 or bf16 operands with fp32
-// accumulation. Layout: activations stay fp32 NCHW in memory (so every other kernel is shared with the fp32
-// path); tiles are converted to T when they are staged into shared memory. Weights [cout][cin/groups][kh][kw],
-// batch norm folded in. Block: 64 x 64 outputs, k slices of 32, 4 warps each owning 32 x 32 (2 x 2 fragments of
-// 16 x 16 x 16). Epilogue through shared memory: + bias, + residual, activation, coalesced NCHW stores.
-// Speed vs cuDNN (H100): resnet18 224px batch 256 57.1 ms vs 9.0 ms for PyTorch eager fp16 autocast (6.3x slower):
-// single-stage tiles, scalar im2col gathers and fp32->half conversion while staging bound it, not the MMAs.
+// `--precision fp16` / `bf16`: the dispatchers and the legacy WMMA kernel (fp16 or bf16 operands, fp32
+// accumulation). Kernels: by default the pipelined mma.sync kernel of conv_mma.cuh (dense layers with batch <= 8
+// take the exact fp32 GEMV of conv_fp32.cuh); with CF_CONV_KERNELS=legacy (common.cuh) the WMMA kernel below.
+// Layout: activations stay fp32 NCHW in memory (so every other kernel is shared with the fp32 path); tiles are
+// converted to T when they are staged into shared memory. Weights [cout][cin/groups][kh][kw], batch norm folded in.
+// Legacy block: 64 x 64 outputs, k slices of 32, 4 warps each owning 32 x 32 (2 x 2 fragments of 16 x 16 x 16).
+// Epilogue through shared memory: + bias, + residual, activation, coalesced NCHW stores.
+// Speed vs cuDNN of the legacy kernel (H100): resnet18 224px batch 256 57.1 ms vs 9.0 ms for PyTorch eager fp16
+// autocast (6.3x slower): single-stage tiles, scalar im2col gathers and fp32->half conversion while staging bound
+// it, not the MMAs.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
 #include "common.cuh"
+#include "conv_fp32.cuh"
+#include "conv_mma.cuh"
 #include "splitk.cuh"
 
 namespace cf {
@@ -30,30 +35,10 @@ conv_wmma_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
   __shared__ __align__(32) float Cs[BM][BN + 4];
 
   const int tid = threadIdx.x, warp = tid / 32;
-  const int g = blockIdx.z / splits, split = blockIdx.z % splits;
-  const int cin_g = s.cin / s.groups, cout_g = s.cout / s.groups;
-  const int khw = s.kh * s.kw;
-  const int K = cin_g * khw;
-  const int k_step = (K + splits - 1) / splits;
-  const int k_begin = split * k_step, k_end = min(K, k_begin + k_step);
-  const int P = s.ho * s.wo;
-  const long long Ncols = static_cast<long long>(batch) * P;
-  const int m0 = blockIdx.y * BM;
-  const long long n0 = static_cast<long long>(blockIdx.x) * BN;
-
-  const int bn = tid % BN;
-  const long long ncol = n0 + bn;
-  const bool col_ok = ncol < Ncols;
-  int img = 0, oy = 0, ox = 0;
-  if (col_ok) {
-    img = static_cast<int>(ncol / P);
-    int p = static_cast<int>(ncol % P);
-    oy = p / s.wo;
-    ox = p % s.wo;
-  }
-  const int iy0 = oy * s.sh - s.ph, ix0 = ox * s.sw - s.pw;
-  const float* xg = x + (static_cast<long long>(img) * s.cin + static_cast<long long>(g) * cin_g) * s.h * s.w;
-  const float* wg = wgt + static_cast<long long>(g) * cout_g * K;
+  const ConvGemm t = conv_gemm(s, batch, splits, BM, BN, 1);
+  const float* wg = wgt + static_cast<long long>(t.g) * t.cout_g * t.K;
+  const int bn = tid % BN;  // the input column this thread gathers is fixed for the whole k loop
+  const ConvColumn col = conv_column(s, t, x, t.n0 + bn);
 
   const int wm = (warp / 2) * 32, wn = (warp % 2) * 32;
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
@@ -62,19 +47,19 @@ conv_wmma_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
 #pragma unroll
     for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
 
-  for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+  for (int k0 = t.k_begin; k0 < t.k_end; k0 += BK) {
     for (int i = tid; i < BM * BK; i += NT) {
       int mm = i / BK, kk = i % BK;
-      int m = m0 + mm, k = k0 + kk;
-      As[mm][kk] = to_t<T>((m < cout_g && k < k_end) ? wg[static_cast<long long>(m) * K + k] : 0.f);
+      int m = t.m0 + mm, k = k0 + kk;
+      As[mm][kk] = to_t<T>((m < t.cout_g && k < t.k_end) ? wg[static_cast<long long>(m) * t.K + k] : 0.f);
     }
     for (int kk = tid / BN; kk < BK; kk += NT / BN) {
       int k = k0 + kk;
       float v = 0.f;
-      if (col_ok && k < k_end) {
-        int c = k / khw, r = k % khw;
-        int iy = iy0 + (r / s.kw) * s.dh, ix = ix0 + (r % s.kw) * s.dw;
-        if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) v = xg[(static_cast<long long>(c) * s.h + iy) * s.w + ix];
+      if (col.ok && k < t.k_end) {
+        int c = k / t.khw, r = k % t.khw;
+        int iy = col.iy0 + (r / s.kw) * s.dh, ix = col.ix0 + (r % s.kw) * s.dw;
+        if (iy >= 0 && iy < s.h && ix >= 0 && ix < s.w) v = col.xg[(static_cast<long long>(c) * s.h + iy) * s.w + ix];
       }
       Bs[kk][bn] = to_t<T>(v);
     }
@@ -103,14 +88,14 @@ conv_wmma_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
 
   for (int i = tid; i < BM * BN; i += NT) {
     int mm = i / BN, nn = i % BN;
-    int m = m0 + mm;
-    long long n = n0 + nn;
-    if (m >= cout_g || n >= Ncols) continue;
-    int im = static_cast<int>(n / P), p = static_cast<int>(n % P);
-    int co = g * cout_g + m;
-    long long o = (static_cast<long long>(im) * s.cout + co) * P + p;
+    int m = t.m0 + mm;
+    long long n = t.n0 + nn;
+    if (m >= t.cout_g || n >= t.Ncols) continue;
+    int im = static_cast<int>(n / t.P), p = static_cast<int>(n % t.P);
+    int co = t.g * t.cout_g + m;
+    long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
     if (partial) {
-      partial[static_cast<long long>(split) * batch * s.cout * P + o] = Cs[mm][nn];
+      partial[static_cast<long long>(t.split) * batch * s.cout * t.P + o] = Cs[mm][nn];
       continue;
     }
     float v = Cs[mm][nn] + (bias ? bias[co] : 0.f);
@@ -131,14 +116,30 @@ inline void conv_wmma(cudaStream_t st, const float* x, const float* w, const flo
   if (splits > 1) splitk_reduce(st, ws, splits, b, res, y, s, batch, act, slope);
 }
 
+// The new kernels unless CF_CONV_KERNELS=legacy; dense layers with few rows read each weight once in the GEMV.
+template <class Prec, typename T>
+inline void conv_half(cudaStream_t st, const float* x, const float* w, const float* b, const float* res, float* y,
+                      const ConvShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
+  if (use_legacy_conv() || !igemm_fits(s, batch))
+    conv_wmma<T>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
+  else if (is_dense(s) && batch <= 8)
+    conv_fp32(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
+  else
+    conv_mma<Prec>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
+}
+
 inline void conv_fp16(cudaStream_t st, const float* x, const float* w, const float* b, const float* res, float* y,
                       const ConvShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
-  conv_wmma<__half>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
+  conv_half<MmaF16, __half>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
 }
 
 inline void conv_bf16(cudaStream_t st, const float* x, const float* w, const float* b, const float* res, float* y,
                       const ConvShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
-  conv_wmma<__nv_bfloat16>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
+  conv_half<MmaBf16, __nv_bfloat16>(st, x, w, b, res, y, s, batch, act, slope, ws, ws_elems);
 }
+
+// Called by the generated network's constructor (outside graph capture): shared-memory limits of the new kernels.
+inline void conv_fp16_init() { conv_mma_init<MmaF16>(); }
+inline void conv_bf16_init() { conv_mma_init<MmaBf16>(); }
 
 }  // namespace cf

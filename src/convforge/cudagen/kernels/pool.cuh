@@ -1,6 +1,6 @@
 // Pooling: max / average (window, stride, padding; average counts padded cells like PyTorch's
-// count_include_pad=True) and global average. Layout: fp32 NCHW in and out, one thread per output element
-// (global average: one warp per (image, channel)).
+// count_include_pad=True) and global average / maximum. Layout: fp32 NCHW in and out, one thread per output element
+// (global pooling: one warp per (image, channel)).
 // Speed vs cuDNN: memory-bound, at the copy rate for the sizes the zoo uses (see benchmarks/results/codegen_speed.md).
 #pragma once
 #include "common.cuh"
@@ -35,16 +35,20 @@ __global__ void pool2d_kernel(const float* __restrict__ x, float* __restrict__ y
   y[i] = apply_act(acc, act, slope);
 }
 
-__global__ void global_avgpool_kernel(const float* __restrict__ x, float* __restrict__ y, long long planes, int hw) {
+__global__ void global_pool_kernel(const float* __restrict__ x, float* __restrict__ y, long long planes, int hw,
+                                   int is_max) {
   long long warp = (static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   int lane = threadIdx.x % 32;
   if (warp >= planes) return;
   const float* xp = x + warp * hw;
-  float acc = 0.f;
-  for (int i = lane; i < hw; i += 32) acc += xp[i];
+  float acc = is_max ? -INFINITY : 0.f;
+  for (int i = lane; i < hw; i += 32) acc = is_max ? fmaxf(acc, xp[i]) : acc + xp[i];
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
-  if (lane == 0) y[warp] = acc / static_cast<float>(hw);
+  for (int off = 16; off > 0; off >>= 1) {
+    float other = __shfl_xor_sync(0xffffffffu, acc, off);
+    acc = is_max ? fmaxf(acc, other) : acc + other;
+  }
+  if (lane == 0) y[warp] = is_max ? acc : acc / static_cast<float>(hw);
 }
 
 inline void pool2d(cudaStream_t st, const float* x, float* y, const PoolShape& s, int batch, int is_max, int act,
@@ -54,9 +58,9 @@ inline void pool2d(cudaStream_t st, const float* x, float* y, const PoolShape& s
   CF_CHECK(cudaGetLastError());
 }
 
-inline void global_avgpool(cudaStream_t st, const float* x, float* y, int batch, int c, int hw) {
+inline void global_pool(cudaStream_t st, const float* x, float* y, int batch, int c, int hw, int is_max) {
   long long planes = static_cast<long long>(batch) * c;
-  global_avgpool_kernel<<<ceil_div(planes * 32, 256), 256, 0, st>>>(x, y, planes, hw);
+  global_pool_kernel<<<ceil_div(planes * 32, 256), 256, 0, st>>>(x, y, planes, hw, is_max);
   CF_CHECK(cudaGetLastError());
 }
 

@@ -1,0 +1,76 @@
+"""Helpers shared by the GPU tests of generated programs (test_gpu.py, test_gpu_cudnn.py), as session fixtures
+(tests import no sibling modules under --import-mode=importlib).
+
+Real images come from $CONVFORGE_TEST_IMAGES (mnist.npy, rgb32.npy, rgb64.npy, rgb224.npy: uint8 N x C x H x W);
+without them, synthetic images. Results are appended as JSON lines to $CONVFORGE_CODEGEN_RESULTS when set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convforge.cudagen import codegen
+from convforge.cudagen.verify import synthetic_images
+
+
+def _images(in_shape) -> tuple[np.ndarray, str]:
+    """Test images for a model input shape, and where they came from (lenet5's 32 px: MNIST padded)."""
+    root = os.environ.get("CONVFORGE_TEST_IMAGES")
+    c, h, w = in_shape
+    name = "mnist.npy" if c == 1 else f"rgb{h}.npy"
+    if root and (Path(root) / name).is_file() and (c > 1 or h == 28):
+        return np.load(Path(root) / name), name
+    if root and c == 1 and (Path(root) / "mnist.npy").is_file():
+        m = np.load(Path(root) / "mnist.npy")
+        pad = (h - 28) // 2
+        return np.pad(m, ((0, 0), (0, 0), (pad, h - 28 - pad), (pad, w - 28 - pad))), "mnist.npy padded"
+    return synthetic_images(in_shape, 256), "synthetic"
+
+
+def _record(row: dict) -> None:
+    path = os.environ.get("CONVFORGE_CODEGEN_RESULTS")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def _build(root: Path, cases, run_of, workers: int = 8) -> dict:
+    """Generate and build every (model, precision, backend) case in parallel (the compiles dominate).
+    Returns {case: (run, project folder, exception or None)}; a failed build is reported by that case's test."""
+
+    def one(case):
+        name, precision, backend = case
+        out = root / f"out-{name}-{precision}-{backend}"
+        run = run_of(case)
+        try:
+            codegen(run, out, backend=backend, precision=precision, max_batch=256, build=True)
+            return case, (run, out, None)
+        except Exception as e:  # noqa: BLE001  (reported by the test of that case)
+            return case, (run, out, e)
+
+    with ThreadPoolExecutor(workers) as pool:
+        return dict(pool.map(one, cases))
+
+
+@pytest.fixture(scope="session")
+def gpu_images():
+    """gpu_images(in_shape) -> (uint8 N x C x H x W, source name)."""
+    return _images
+
+
+@pytest.fixture(scope="session")
+def record():
+    """record(row): append one JSON line to $CONVFORGE_CODEGEN_RESULTS (no-op when unset)."""
+    return _record
+
+
+@pytest.fixture(scope="session")
+def build_projects():
+    """build_projects(root, cases, run_of) -> {case: (run, out, error)}; run_of(case) gives the case's Run."""
+    return _build
