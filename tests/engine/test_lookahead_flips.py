@@ -24,6 +24,7 @@ def test_mixing_table_follows_airbench_schedule():
 def test_lookahead_hook_moves_weights_to_the_average():
     model = torch.nn.Sequential(torch.nn.Linear(2, 1, bias=False), torch.nn.BatchNorm1d(1))
     hook = Lookahead(model, lambda: 0, every=2, steps_per_epoch=4, total=10)
+    hook.start_epoch()
     weight = model[0].weight
     history = []
     for _ in range(10):
@@ -63,7 +64,8 @@ def test_train_config_checks_the_new_options():
 def test_gelu_unscaled_batchnorm_global_max_and_dirac_init():
     raw = {"name": "t", "init": "dirac", "layers": [
         {"conv": {"filters": 4, "kernel": 3, "padding": "same", "bias": True}},
-        {"batchnorm": {"scale": False}}, "gelu", "global_maxpool", {"dense": {"units": "classes"}}, "softmax"]}  # fmt: skip
+        {"batchnorm": {"scale": False}}, "gelu", "global_maxpool", {"dense": {"units": "classes"}},
+        "softmax"]}  # fmt: skip
     spec = resolve_spec(raw, in_shape=(2, 5, 5), num_classes=3)
     model = build_model(spec)
     conv, bn = model.layers[0], model.layers[1]

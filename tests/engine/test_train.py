@@ -57,8 +57,14 @@ def test_same_seed_same_weights(tmp_path, cache_dir):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def test_resume_continues_exactly(tmp_path, cache_dir):
-    kw = quiet(cache_dir=str(cache_dir), shift=0.1, flip=True, solver="sgdm", schedule="onecycle")
+@pytest.mark.parametrize(
+    "extra",
+    [{"shift": 0.1}, {"flip_mode": "alternate", "lookahead": 2, "schedule": "triangle"}],
+    ids=["shift", "alternate-flip-lookahead"],
+)  # lookahead: killed after epoch 2 of 4, with its average running (it starts after 30% of the steps)
+def test_resume_continues_exactly(tmp_path, cache_dir, extra):
+    kw = quiet(cache_dir=str(cache_dir), flip=True, solver="sgdm", schedule="onecycle")
+    kw.update(extra)
     straight = convforge.train("digits", epochs=4, out=str(tmp_path / "straight"), **kw)
     killed = _train_and_kill_after(tmp_path / "killed", 2, kw)
     resumed = convforge.train(resume=killed, progress=False, log=lambda s: None)

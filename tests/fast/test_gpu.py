@@ -31,6 +31,7 @@ def _trainer(tmp_path, graphs: bool, **kw):
         ("sgdm", {}),
         ("nesterov", {"flip": True, "crop_pad": 2, "cutout": 3}),
         ("adam", {"flip": True, "flip_mode": "alternate"}),  # per-step rows inside a chunk
+        ("nesterov", {"flip": True, "flip_mode": "alternate", "lookahead": 3}),  # the step hook, captured
     ],
 )  # rmsprop: capturable takes another code path (~1e-4 apart)
 def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):

@@ -74,6 +74,7 @@ def test_chunk_steps_and_advance():
         ("sgdm", {}),
         ("adam", {"flip": True, "crop_pad": 2, "cutout": 3}),
         ("adam", {"flip": True, "flip_mode": "alternate"}),
+        ("nesterov", {"flip": True, "flip_mode": "alternate", "lookahead": 3}),  # the step hook, captured
     ],
 )  # alternate flips: each captured step must pass its own rows (the chunk gathers K batches at once)
 def test_multistep_epochs_equal_the_eager_loop(tmp_path, solver, aug):

@@ -53,10 +53,17 @@ class Lookahead:
         self.ema: list[torch.Tensor] = []
 
     @torch.no_grad()
-    def __call__(self) -> None:
-        if not self.ema:  # first call, always eager (graph capture follows warm-up steps): sync with the run
+    def start_epoch(self) -> None:
+        """Before an epoch's first step (outside any graph): the first time, seed the average and the step counter
+        from the run's state, so a resumed run continues exactly (at an epoch's end the weights equal the average)."""
+        if not self.ema:
             self.step.fill_(self.steps_done())
             self.ema = [t.clone() for t in self.live]
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        if not self.ema:  # a step taken outside train_epoch (tests, studies): seed from the weights it has made
+            self.start_epoch()
         self.step.add_(1)
         a, b = self.table.index_select(0, self.step).view(2).unbind()
         diff = torch._foreach_sub(self.live, self.ema)

@@ -152,7 +152,7 @@ class Trainer:
         self.flips = None
         if cfg.flip and cfg.flip_mode == "alternate":
             self.flips = AlternateFlip(len(self.y_train), cfg.seed, self.device)
-        self.after_step: list[Callable[[], None]] = []  # run after each optimizer step, captured with it
+        self.after_step: list[Lookahead] = []  # called after each optimizer step, captured with it
         if cfg.lookahead:
             total = cfg.epochs * self.steps_per_epoch
             done = lambda: self.scheduler.last_epoch  # noqa: E731  (read late: a recipe hook may swap the scheduler)
@@ -226,6 +226,8 @@ class Trainer:
         order = self.epoch_order()
         if self.flips is not None:
             self.flips.start_epoch(self.scheduler.last_epoch // self.steps_per_epoch)  # resume-safe epoch index
+        for hook in self.after_step:
+            hook.start_epoch()
         if self.stream is not None:
             order = self.stream.plan(order)  # on the host, so batches are prefetched; one host sync per epoch
         if self.fast is not None:  # captured K-step graphs: the same steps, one replay per K (engine/fast/graph.py)
