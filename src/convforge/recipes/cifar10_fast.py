@@ -1,7 +1,11 @@
-"""cifar10_fast: airbench-style training for CIFAR-10-like sets (32x32 colour images, ~10 classes).
+"""cifar10_fast: 88.14% +- 0.18% (5 runs, 10,000 JPEG training images held out), 1.46 s training, H200, torch 2.11.
 
-Measured numbers live in benchmarks/results/train_speed_*.md (10,000 of the JPEG training images held out).
-Previous version (ReLU, no lookahead/dirac/bias-lr, flip TTA): 84.2% in 1.30 s, 8 epochs (H200, torch 2.11).
+benchmarks/results/train_speed_NVIDIA-H200_2026-11-22_round3.md; the ablations (cifar_sweep_*.md, 1-2 seeds): 10
+epochs 88.8% in 1.90 s, 12 epochs 89.4% in 2.26 s; without lookahead 86.0%, with onecycle instead of triangle 87.5%,
+ReLU 87.4%, trained BN scale 84.4%, no 64x shift lr 86.8%, default init 86.6%, global avg pool 86.4%.
+Previous version (ReLU, no lookahead/dirac/bias-lr, flip TTA): 84.2% in 1.30 s, 8 epochs.
+Where the time goes (profile of one run): PyTorch's channels_last bf16 max-pool kernels take ~30% of the GPU time
+(backward 245 us a call), batch norm ~12%, GELU ~6%, the convolutions ~35%: the memory-bound layers, not the math.
 
 In the style of airbench94 (KellerJordan/cifar10-airbench, whose ablation table credits each trick with epochs
 saved) and David Page's CIFAR-10 speed runs, from their public descriptions, own code:
