@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from convforge.cudagen import codegen
-from convforge.cudagen.verify import synthetic_images
+from convforge.cudagen._random_run import ZOO_SHAPES
+from convforge.cudagen.verify import synthetic_images, verify_project
 
 
 def _images(in_shape) -> tuple[np.ndarray, str]:
@@ -74,3 +75,20 @@ def record():
 def build_projects():
     """build_projects(root, cases, run_of) -> {case: (run, out, error)}; run_of(case) gives the case's Run."""
     return _build
+
+
+def _check(projects: dict, case) -> Path:
+    """Verify one built (model, precision, backend) case against PyTorch on test images; record it; its folder."""
+    run, out, err = projects[case]
+    if err is not None:
+        raise err
+    images, source = _images(ZOO_SHAPES[case[0]][0])
+    result = verify_project(run, out, case[1], images=images)
+    _record(dict(model=case[0], backend=case[2], **result, images_from=source))
+    return out
+
+
+@pytest.fixture(scope="session")
+def check_case():
+    """check_case(projects, case) -> project folder: the generated program matches PyTorch (verify_project)."""
+    return _check

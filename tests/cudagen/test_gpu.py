@@ -34,13 +34,8 @@ def projects(tmp_path_factory, build_projects):
 
 
 @pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
-def test_matches_pytorch(projects, case, gpu_images, record):
-    run, out, err = projects[case]
-    if err is not None:
-        raise err
-    images, source = gpu_images(ZOO_SHAPES[case[0]][0])
-    result = verify_project(run, out, case[1], images=images)
-    record(dict(model=case[0], backend=case[2], **result, images_from=source))
+def test_matches_pytorch(projects, case, check_case):
+    check_case(projects, case)
 
 
 LEGACY_CASES = [("resnet18", "fp32", "native"), ("resnet18", "fp16", "native"), ("alexnet", "fp16", "native")]

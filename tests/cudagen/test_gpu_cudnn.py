@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from convforge.cudagen._random_run import ZOO_SHAPES, make_run
-from convforge.cudagen.verify import compare, reference_probs, run_program, verify_project
+from convforge.cudagen.verify import compare, reference_probs, run_program
 
 pytestmark = pytest.mark.gpu
 
@@ -34,13 +34,8 @@ def projects(tmp_path_factory, build_projects):
 
 
 @pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
-def test_matches_pytorch(projects, case, gpu_images, record):
-    run, out, err = projects[case]
-    if err is not None:
-        raise err
-    images, source = gpu_images(ZOO_SHAPES[case[0]][0])
-    result = verify_project(run, out, case[1], images=images)
-    record(dict(model=case[0], backend=case[2], **result, images_from=source))
+def test_matches_pytorch(projects, case, check_case):
+    out = check_case(projects, case)
     if case[2] == "cudnn":
         assert (out / "cudnn_algos.txt").is_file()  # the algorithm choices were cached beside the binary
 
