@@ -111,3 +111,45 @@ def test_decompression_bomb_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 2000)  # Pillow's DecompressionBombError above 2x its limit
     with pytest.raises(BadImage, match="too large"):
         decode_array(path, 1, (8, 8), "stretch")
+
+
+# The stored image that EXIF orientation N turns upright: the inverse of Pillow's exif_transpose step for N.
+_STORE = {
+    1: None,
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def _stored(upright: Image.Image, orientation: int, path: Path, **save_kw) -> Path:
+    op = _STORE[orientation]
+    stored = upright if op is None else upright.transpose(op)
+    exif = stored.getexif()
+    exif[_decode.EXIF_ORIENTATION] = orientation
+    stored.save(path, exif=exif, **save_kw)
+    return path
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(tmp_path, orientation):
+    rng = np.random.default_rng(orientation)
+    upright = Image.fromarray(rng.integers(0, 256, (30, 40, 3), dtype=np.uint8))  # 40 wide, 30 high
+    path = _stored(upright, orientation, tmp_path / "x.png")
+    got = decode_image(path, 3, (30, 40), "stretch")
+    assert torch.equal(got, torch.from_numpy(np.asarray(upright)).permute(2, 0, 1))
+
+
+def test_exif_orientation_of_a_downscaled_jpeg(tmp_path):
+    """A phone photo stored sideways: the DCT draft must keep enough pixels for the upright crop."""
+    yy, xx = np.mgrid[0:160, 0:240]
+    upright = Image.fromarray(np.stack([xx, yy, (xx + yy) // 2], -1).astype(np.uint8))  # 240 wide, 160 high
+    upright.save(tmp_path / "upright.jpg", quality=95)
+    _stored(upright, 6, tmp_path / "sideways.jpg", quality=95)
+    want = decode_image(tmp_path / "upright.jpg", 3, (32, 48), "crop").float()
+    got = decode_image(tmp_path / "sideways.jpg", 3, (32, 48), "crop").float()
+    assert got.shape == want.shape and (got - want).abs().mean() < 2

@@ -31,7 +31,10 @@ def photo(rng: np.random.Generator, w: int, h: int, k: int) -> Image.Image:
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
-def make_photos(root: Path, ext: str, per_class: int = 12, classes: int = 2, seed: int = 0) -> Path:
+def make_photos(
+    root: Path, ext: str, per_class: int = 12, classes: int = 2, seed: int = 0, orientations: bool = False
+) -> Path:
+    """Class folders of photo-like files; `orientations`: file i carries EXIF orientation i % 8 + 1."""
     rng = np.random.default_rng(seed)
     sizes = [(40, 30), (30, 40), (48, 48), (52, 36), (33, 27)]
     for k in range(classes):
@@ -40,7 +43,10 @@ def make_photos(root: Path, ext: str, per_class: int = 12, classes: int = 2, see
             w, h = sizes[(i + k) % len(sizes)]
             im = photo(rng, w, h, k)
             im = im.convert("L") if i % 5 == 4 else im  # a few grayscale files among colour ones
-            im.save(root / f"c{k}" / f"{i:03d}{ext}", quality=92)
+            exif = im.getexif()
+            if orientations:
+                exif[0x0112] = i % 8 + 1
+            im.save(root / f"c{k}" / f"{i:03d}{ext}", quality=92, exif=exif)
     return root
 
 
@@ -80,6 +86,16 @@ def test_jpeg_folder_decodes_close_to_the_resident_rows(tmp_path, resize, channe
         diff = (images.float() - resident.float()).abs()
         assert diff.mean() < JPEG_MEAN_ABS_TOL, f"{resize}: mean |diff| {diff.mean():.2f}"
         assert torch.equal(labels, splits.train.labels[idx])
+
+
+def test_exif_orientation_streams_like_the_resident_rows(tmp_path):
+    """nvjpeg/libjpeg ignore EXIF orientation: the streamer turns each image as Pillow's exif_transpose does."""
+    root = make_photos(tmp_path / "jpg", ".jpg", orientations=True)
+    splits, stream, batches = streamed(root, tmp_path / "cache", resize="crop")
+    assert set(stream.source.orientation.tolist()) == set(range(1, 9))
+    for idx, images, _ in batches:  # non-square photos cropped square: a wrong turn moves the crop (mean diff > 10)
+        diff = (images.float() - splits.train.images[idx].float()).abs()
+        assert diff.mean() < JPEG_MEAN_ABS_TOL
 
 
 def test_non_jpeg_rows_fall_back_to_their_decoded_pixels(tmp_path):

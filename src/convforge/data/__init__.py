@@ -5,7 +5,7 @@ splits = load_data(DataConfig(source="mnist"))   # uint8 N x C x H x W sets, inf
 
 from __future__ import annotations
 
-from ._decode import decode_image
+from ._decode import decode_image, exif_orientation
 from ._types import DataSplits, ImageSet
 from .builtin import SOURCES
 from .config import DataConfig
@@ -20,6 +20,7 @@ __all__ = [
     "DataSplits",
     "ImageSet",
     "decode_image",
+    "exif_orientation",
     "inspect_source",
     "load_data",
     "sample_grid",

@@ -5,7 +5,8 @@ Every Pillow mode is mapped to the requested channels (1 = luminance 'L', 3 = 'R
   zero padding of ``resize='pad'``;
 - 16-bit (I;16*) is scaled to 8 bit by round(v / 257); 32-bit 'I' the same when it lies in 0..65535, else
   min-max; float 'F' is scaled by 255 when it lies in 0..1, else clipped to 0..255;
-- CMYK, YCbCr, LAB, HSV, 1-bit and palette images go through Pillow's own conversion.
+- CMYK, YCbCr, LAB, HSV, 1-bit and palette images go through Pillow's own conversion;
+- an EXIF orientation tag (phone photos) is applied first, so the pixels stand as the photo is meant to be seen.
 Files that cannot be read raise ``BadImage(reason)``; callers collect them as (path, reason) problems.
 """
 
@@ -28,6 +29,7 @@ Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 IMAGE_EXTS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 COLOUR_MODES = frozenset({"RGB", "RGBA", "RGBX", "RGBa", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
 _RESAMPLE = Image.Resampling.BILINEAR
+EXIF_ORIENTATION = 0x0112  # 1 = upright; 5-8 swap width and height
 
 
 class BadImage(Exception):
@@ -47,10 +49,23 @@ def decode_array(path: str | Path, channels: int, size: tuple[int, int] | None, 
     path = Path(path)
     with _as_bad_image(path, "corrupt or truncated"), Image.open(path) as im:
         check_pixels(im)
+        orientation = exif_orientation(im)
         if size is not None and im.format == "JPEG":
-            im.draft(im.mode, _draft_size(im.size, size, resize))  # DCT downscale: much faster
+            target = size if orientation < 5 else (size[1], size[0])  # the stored image is turned by 90 degrees
+            im.draft(im.mode, _draft_size(im.size, target, resize))  # DCT downscale: much faster
         im.load()
+        if orientation != 1:
+            im = ImageOps.exif_transpose(im)
         return fit(to_channels(im, channels), channels, size, resize)
+
+
+def exif_orientation(im: Image.Image) -> int:
+    """The EXIF orientation tag (1..8), 1 when absent or invalid."""
+    try:
+        value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:  # noqa: BLE001  (a broken EXIF block must not make the image unreadable)
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _unidentified(path: Path) -> str:

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from .._io import atomic_path, write_json
 from ._types import ImageSet, Prepared
 
-DATA_FORMAT_VERSION = 1  # bump when decoding changes the pixels
+DATA_FORMAT_VERSION = 2  # bump when decoding changes the pixels (2: EXIF orientation applied)
 
 
 def cache_key(**parts: Any) -> str:

@@ -17,6 +17,8 @@ generated photo-like JPEGs on CPU (tests/engine/test_stream.py): mean |differenc
 percentile 2-8, largest at sharp edges); the test bounds the mean at 1.5 (CPU) and 3 (nvjpeg). Validation, test and
 prediction keep the Pillow path (the Run's preprocessing), so a streamed model trains on slightly different pixels.
 A file nvjpeg cannot read (CMYK, an odd JPEG) falls back to its Pillow-decoded row, marked once, never retried.
+EXIF orientation: nvjpeg ignores it, so each file's tag is read once on the host and the decoded image is turned on
+the device (`orient`), as Pillow's exif_transpose does on the resident path.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data import DataConfig, DataSplits, split_files
+from ..data import DataConfig, DataSplits, exif_orientation, split_files
 
 PLACEMENTS = ("auto", "device", "stream", "pinned")
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -106,6 +108,7 @@ class EncodedJpegs:
 
         with ThreadPoolExecutor(max_workers=16) as pool:
             blobs = list(pool.map(Path.read_bytes, paths))
+            self.orientation = np.array(list(pool.map(_orientation, blobs)), dtype=np.int8)
         self.is_jpeg = np.array([b[:3] == _JPEG_MAGIC for b in blobs])  # others: their decoded row
         sizes = [len(b) if ok else 0 for b, ok in zip(blobs, self.is_jpeg, strict=True)]
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -144,9 +147,11 @@ class EncodedJpegs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torchvision 0.29 points to TorchCodec
             try:
-                return list(decode_jpeg(encoded, mode=self.mode, device=self.device))
+                images = list(decode_jpeg(encoded, mode=self.mode, device=self.device))
             except RuntimeError:  # one unreadable file fails the batch: find it, remember it
-                return [self._decode_one(i, e, decode_jpeg) for i, e in zip(rows, encoded, strict=True)]
+                images = [self._decode_one(i, e, decode_jpeg) for i, e in zip(rows, encoded, strict=True)]
+        turns = self.orientation[rows]
+        return [None if im is None else orient(im, int(t)) for t, im in zip(turns, images, strict=True)]
 
     def _decode_one(self, row: int, encoded: torch.Tensor, decode_jpeg: Callable) -> torch.Tensor | None:
         try:
@@ -154,6 +159,36 @@ class EncodedJpegs:
         except RuntimeError:
             self.is_jpeg[row] = False
             return None
+
+
+def _orientation(blob: bytes) -> int:
+    """A JPEG's EXIF orientation from its bytes (Pillow reads the header only); 1 for anything else."""
+    import io
+
+    from PIL import Image
+
+    if blob[:3] != _JPEG_MAGIC:
+        return 1
+    try:
+        with Image.open(io.BytesIO(blob)) as im:
+            return exif_orientation(im)
+    except Exception:  # noqa: BLE001  (unreadable here: the decoder reports it, or the Pillow row is used)
+        return 1
+
+
+def orient(image: torch.Tensor, orientation: int) -> torch.Tensor:
+    """Turn a decoded C x H x W image upright by its EXIF orientation, as ImageOps.exif_transpose."""
+    if orientation in (5, 7):  # transpose / transverse: mirror along a diagonal
+        image = image.transpose(1, 2)
+    if orientation in (2, 3, 7):
+        image = image.flip(2)
+    if orientation in (3, 4, 7):
+        image = image.flip(1)
+    if orientation == 6:
+        image = torch.rot90(image, -1, (1, 2))  # 90 degrees clockwise (Pillow's ROTATE_270)
+    if orientation == 8:
+        image = torch.rot90(image, 1, (1, 2))
+    return image
 
 
 # -- fitting on the device, as data/_decode.fit does with Pillow ----------------------------------------------------
