@@ -213,7 +213,20 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {s['total_s']['mean']:.2f} | {s['acc']['mean']:.2%} ± {s['acc']['sd']:.2%} "
                 f"| {s['images_per_s']:,.0f} | {s['peak_mib']['mean']:.0f} | {memory} | {speed} |"
             )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + _per_seed(results)) + "\n"
+
+
+def _per_seed(results: dict[str, Any]) -> list[str]:
+    """The distributions behind the means: every run's test accuracy and training seconds, in seed order."""
+    head = ["| recipe | variant | test acc % | train s |", "|---|---|---|---|"]
+    lines = ["", "Per run (seed 0, 1, ...): test accuracy %, training s", "", *head]
+    for name, res in results["recipes"].items():
+        for variant in [k for k in res if isinstance(res[k], dict) and "runs" in res[k]]:
+            runs = res[variant]["runs"]
+            accs = " / ".join(f"{100 * r['acc']:.2f}" for r in runs if r.get("acc") is not None)
+            secs = " / ".join(f"{r['train_s']:.2f}" for r in runs)
+            lines.append(f"| {name} | {variant} | {accs} | {secs} |")
+    return lines
 
 
 def _seeds_note(results: dict[str, Any]) -> str:
