@@ -33,6 +33,21 @@ __device__ __forceinline__ float apply_act(float v, int act, float slope) {
   return v;
 }
 
+// The convolution epilogue every kernel shares: with split-K a partial sum goes to its slice of `partial` (the
+// reduce kernel adds bias, residual and act later); a whole sum gets bias, residual and act here.
+__device__ __forceinline__ void store_conv_output(float v, long long o, int co, float* __restrict__ y,
+                                                  float* __restrict__ partial, long long split_off,
+                                                  const float* __restrict__ bias, const float* __restrict__ residual,
+                                                  int act, float slope) {
+  if (partial) {
+    partial[split_off + o] = v;
+    return;
+  }
+  v += bias ? bias[co] : 0.f;
+  if (residual) v += residual[o];
+  y[o] = apply_act(v, act, slope);
+}
+
 inline int ceil_div(long long a, long long b) { return static_cast<int>((a + b - 1) / b); }
 
 // Shape of one convolution (a dense layer is a 1x1 convolution on a 1x1 image).

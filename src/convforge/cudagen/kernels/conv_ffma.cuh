@@ -87,13 +87,7 @@ conv_ffma_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
       if (m >= t.cout_g) continue;
       const int co = t.g * t.cout_g + m;
       const long long o = base + static_cast<long long>(co) * t.P;
-      if (partial) {
-        partial[split_off + o] = acc[i][j];
-        continue;
-      }
-      float v = acc[i][j] + (bias ? bias[co] : 0.f);
-      if (residual) v += residual[o];
-      y[o] = apply_act(v, act, slope);
+      store_conv_output(acc[i][j], o, co, y, partial, split_off, bias, residual, act, slope);
     }
   }
 }

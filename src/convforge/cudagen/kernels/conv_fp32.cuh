@@ -84,13 +84,8 @@ conv_fp32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
       if (m >= t.cout_g) continue;
       int co = t.g * t.cout_g + m;
       long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
-      if (partial) {
-        partial[static_cast<long long>(t.split) * batch * s.cout * t.P + o] = acc[i][j];
-        continue;
-      }
-      float v = acc[i][j] + (bias ? bias[co] : 0.f);
-      if (residual) v += residual[o];
-      y[o] = apply_act(v, act, slope);
+      const long long split_off = static_cast<long long>(t.split) * batch * s.cout * t.P;
+      store_conv_output(acc[i][j], o, co, y, partial, split_off, bias, residual, act, slope);
     }
   }
 }
@@ -119,10 +114,8 @@ __global__ void gemv_fp32_kernel(const float* __restrict__ x, const float* __res
   }
   if (lane == 0) {
     for (int b = 0; b < batch && b < MAXB; ++b) {
-      long long o = static_cast<long long>(b) * out_f + warp;
-      float v = acc[b] + (bias ? bias[warp] : 0.f);
-      if (residual) v += residual[o];
-      y[o] = apply_act(v, act, slope);
+      store_conv_output(acc[b], static_cast<long long>(b) * out_f + warp, warp, y, nullptr, 0, bias, residual, act,
+                        slope);
     }
   }
 }

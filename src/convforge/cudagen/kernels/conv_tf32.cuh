@@ -126,14 +126,8 @@ conv_tf32_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
     int im = static_cast<int>(n / t.P), p = static_cast<int>(n % t.P);
     int co = t.g * t.cout_g + m;
     long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
-    float v = Cs[mm * kTfLdC + nn];
-    if (partial) {
-      partial[static_cast<long long>(t.split) * batch * s.cout * t.P + o] = v;
-      continue;
-    }
-    v += bias ? bias[co] : 0.f;
-    if (residual) v += residual[o];
-    y[o] = apply_act(v, act, slope);
+    const long long split_off = static_cast<long long>(t.split) * batch * s.cout * t.P;
+    store_conv_output(Cs[mm * kTfLdC + nn], o, co, y, partial, split_off, bias, residual, act, slope);
   }
 }
 

@@ -94,13 +94,8 @@ conv_wmma_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
     int im = static_cast<int>(n / t.P), p = static_cast<int>(n % t.P);
     int co = t.g * t.cout_g + m;
     long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
-    if (partial) {
-      partial[static_cast<long long>(t.split) * batch * s.cout * t.P + o] = Cs[mm][nn];
-      continue;
-    }
-    float v = Cs[mm][nn] + (bias ? bias[co] : 0.f);
-    if (residual) v += residual[o];
-    y[o] = apply_act(v, act, slope);
+    const long long split_off = static_cast<long long>(t.split) * batch * s.cout * t.P;
+    store_conv_output(Cs[mm][nn], o, co, y, partial, split_off, bias, residual, act, slope);
   }
 }
 

@@ -168,14 +168,7 @@ __device__ __forceinline__ void store_tile(const float* Cs, const ConvGemm& t, c
     if (m >= t.cout_g) break;  // rows only grow
     const int co = t.g * t.cout_g + m;
     const long long o = base + static_cast<long long>(co) * t.P;
-    float v = Cs[mm * LDC + nn];
-    if (partial) {
-      partial[split_off + o] = v;
-      continue;
-    }
-    v += bias ? bias[co] : 0.f;
-    if (residual) v += residual[o];
-    y[o] = apply_act(v, act, slope);
+    store_conv_output(Cs[mm * LDC + nn], o, co, y, partial, split_off, bias, residual, act, slope);
   }
 }
 
