@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from convforge.cudagen import codegen
-from convforge.cudagen._random_run import ZOO_SHAPES
+from convforge.cudagen._random_run import ZOO_SHAPES, make_run
 from convforge.cudagen.verify import synthetic_images, verify_project
 
 
@@ -41,19 +42,25 @@ def _record(row: dict) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def _build(root: Path, cases, run_of, workers: int = 8) -> dict:
-    """Generate and build every (model, precision, backend) case in parallel (the compiles dominate).
-    Returns {case: (run, project folder, exception or None)}; a failed build is reported by that case's test."""
+def _build(root: Path, cases, workers: int = 8) -> dict:
+    """Generate and build every (model, precision, backend) case in parallel (the compiles dominate); every case of
+    a model shares one seeded random-weight Run. Returns {case: (run, project folder, exception or None)}; a failed
+    build is reported by that case's test."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    runs = {}
+    for name in sorted({c[0] for c in cases}):
+        in_shape, classes = ZOO_SHAPES[name]
+        runs[name] = make_run(root / f"run-{name}", name, in_shape=in_shape, num_classes=classes)
 
     def one(case):
         name, precision, backend = case
         out = root / f"out-{name}-{precision}-{backend}"
-        run = run_of(case)
         try:
-            codegen(run, out, backend=backend, precision=precision, max_batch=256, build=True)
-            return case, (run, out, None)
+            codegen(runs[name], out, backend=backend, precision=precision, max_batch=256, build=True)
+            return case, (runs[name], out, None)
         except Exception as e:  # noqa: BLE001  (reported by the test of that case)
-            return case, (run, out, e)
+            return case, (runs[name], out, e)
 
     with ThreadPoolExecutor(workers) as pool:
         return dict(pool.map(one, cases))
@@ -73,7 +80,7 @@ def record():
 
 @pytest.fixture(scope="session")
 def build_projects():
-    """build_projects(root, cases, run_of) -> {case: (run, out, error)}; run_of(case) gives the case's Run."""
+    """build_projects(root, cases, workers=8) -> {case: (run, out, error)}; skips the test without a GPU."""
     return _build
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from convforge.cudagen._random_run import ZOO_SHAPES, make_run
+from convforge.cudagen._random_run import ZOO_SHAPES
 from convforge.cudagen.verify import memcheck, run_program, verify_project
 from convforge.models import MODELS
 
@@ -22,15 +22,8 @@ CASES += [("simple-cnn", "bf16", "native"), ("alexnet", "fp16", "native")]
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory, build_projects):
-    """Generate and build every case in parallel; every precision of a model shares its fp32 case's Run."""
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    root = tmp_path_factory.mktemp("gpu")
-    runs = {}
-    for name in sorted({c[0] for c in CASES}):
-        in_shape, classes = ZOO_SHAPES[name]
-        runs[name] = make_run(root / f"run-{name}", name, in_shape=in_shape, num_classes=classes)
-    return build_projects(root, CASES, lambda case: runs[case[0]])
+    """Generate and build every case in parallel; every precision of a model shares one Run."""
+    return build_projects(tmp_path_factory.mktemp("gpu"), CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])

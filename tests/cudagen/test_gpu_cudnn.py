@@ -10,9 +10,8 @@ import os
 
 import numpy as np
 import pytest
-import torch
 
-from convforge.cudagen._random_run import ZOO_SHAPES, make_run
+from convforge.cudagen._random_run import ZOO_SHAPES
 from convforge.cudagen.verify import compare, reference_probs, run_program
 
 pytestmark = pytest.mark.gpu
@@ -23,14 +22,7 @@ CASES += [("resnet18", "tf32", "cudnn"), ("simple-cnn", "tf32", "native"), ("res
 
 @pytest.fixture(scope="module")
 def projects(tmp_path_factory, build_projects):
-    if not torch.cuda.is_available():
-        pytest.skip("needs a CUDA GPU")
-    root = tmp_path_factory.mktemp("gpu-cudnn")
-    runs = {}
-    for name in sorted({c[0] for c in CASES}):
-        in_shape, classes = ZOO_SHAPES[name]
-        runs[name] = make_run(root / f"run-{name}", name, in_shape=in_shape, num_classes=classes)
-    return build_projects(root, CASES, lambda case: runs[case[0]], workers=len(CASES))
+    return build_projects(tmp_path_factory.mktemp("gpu-cudnn"), CASES, workers=len(CASES))
 
 
 @pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
