@@ -92,6 +92,25 @@ struct ConvGemm {
   long long Ncols, n0;   // GEMM columns (batch * P) and the first column of this CTA
 };
 
+// The legacy tensor-core kernels' last step: the CTA's BM x BN output tile, staged in shared memory (row stride
+// ldc), written to NCHW through the shared epilogue; thread tid takes elements tid, tid + NT, ...
+template <int BM, int BN, int NT>
+__device__ __forceinline__ void store_staged_tile(const float* Cs, int ldc, const ConvGemm& t, const ConvShape& s,
+                                                  int batch, int tid, float* y, float* partial, const float* bias,
+                                                  const float* residual, int act, float slope) {
+  const long long split_off = static_cast<long long>(t.split) * batch * s.cout * t.P;
+  for (int i = tid; i < BM * BN; i += NT) {
+    int mm = i / BN, nn = i % BN;
+    int m = t.m0 + mm;
+    long long n = t.n0 + nn;
+    if (m >= t.cout_g || n >= t.Ncols) continue;
+    int im = static_cast<int>(n / t.P), p = static_cast<int>(n % t.P);
+    int co = t.g * t.cout_g + m;
+    long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
+    store_conv_output(Cs[mm * ldc + nn], o, co, y, partial, split_off, bias, residual, act, slope);
+  }
+}
+
 // k_align: split-K slice boundaries are multiples of it (the pipelined kernels pass their BK, so every k tile but
 // the last of the layer is full and 16-byte weight copies never straddle a slice; the legacy kernels pass 1).
 __device__ __forceinline__ ConvGemm conv_gemm(const ConvShape& s, int batch, int splits, int bm, int bn,

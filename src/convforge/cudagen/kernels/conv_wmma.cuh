@@ -86,17 +86,7 @@ conv_wmma_kernel(const float* __restrict__ x, const float* __restrict__ wgt, con
       wmma::store_matrix_sync(&Cs[wm + i * 16][wn + j * 16], acc[i][j], BN + 4, wmma::mem_row_major);
   __syncthreads();
 
-  for (int i = tid; i < BM * BN; i += NT) {
-    int mm = i / BN, nn = i % BN;
-    int m = t.m0 + mm;
-    long long n = t.n0 + nn;
-    if (m >= t.cout_g || n >= t.Ncols) continue;
-    int im = static_cast<int>(n / t.P), p = static_cast<int>(n % t.P);
-    int co = t.g * t.cout_g + m;
-    long long o = (static_cast<long long>(im) * s.cout + co) * t.P + p;
-    const long long split_off = static_cast<long long>(t.split) * batch * s.cout * t.P;
-    store_conv_output(Cs[mm][nn], o, co, y, partial, split_off, bias, residual, act, slope);
-  }
+  store_staged_tile<BM, BN, NT>(&Cs[0][0], BN + 4, t, s, batch, tid, y, partial, bias, residual, act, slope);
 }
 
 template <typename T>
