@@ -24,7 +24,12 @@ if __name__ == "__main__":
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--baseline-seeds", type=int, default=5)
     ap.add_argument("--eager-seeds", type=int, default=None, help="runs of convforge without graphs (default 1)")
-    ap.add_argument("--variants", default="{}", help='JSON: {"cifar-simple-cnn": {"fast ep8": {"epochs": 8}}}')
+    ap.add_argument(
+        "--variants",
+        default="{}",
+        help='JSON: {"cifar-simple-cnn": {"fast ep8": {"epochs": 8}, '
+        '"convforge compile": {"same_recipe": true, "compile": true}}}',
+    )
     ap.add_argument("--tag", default="", help="suffix of the result file names, e.g. _round2")
     ap.add_argument("--out", default="benchmarks/results")
     a = ap.parse_args()

@@ -15,7 +15,7 @@ from convforge.models import (
     resolve_spec,
     summary_rows,
 )
-from convforge.models._modules import Maxout
+from convforge.models._modules import Maxout, WindowMaxPool
 
 RES = [
     {"conv": {"filters": 4, "padding": 1, "bias": False, "norm": "batchnorm", "act": "relu"}},
@@ -54,6 +54,36 @@ def test_maxout_groups_consecutive_channels() -> None:
     x = torch.arange(8.0).reshape(1, 4, 1, 2)
     expected = torch.maximum(x[:, 0::2], x[:, 1::2])
     assert torch.equal(Maxout(2)(x), expected)
+
+
+@pytest.mark.parametrize("shape, k", [((3, 5, 31, 31), 2), ((2, 70, 7, 9), 3), ((2, 3, 8, 8), 2)])
+def test_window_max_kernels_equal_max_pool2d(monkeypatch, shape, k) -> None:
+    """The Triton max pool (run by Triton's CPU interpreter here): output and gradient equal max_pool2d's, ties
+    included (first maximum of the window), odd sizes drop the last row/column, channels beyond one block of 64."""
+    pytest.importorskip("triton")
+    from convforge.models import _kernels
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    _kernels._kernels.cache_clear()
+    try:
+        x = torch.randint(-3, 4, shape).float().contiguous(memory_format=torch.channels_last)  # many ties
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        want, got = nn.functional.max_pool2d(a, k), _kernels.WindowMax.apply(b, k, k)
+        grad = torch.randn_like(want)
+        want.backward(grad)
+        got.backward(grad)
+        assert torch.equal(got, want) and torch.equal(b.grad, a.grad)
+        assert got.is_contiguous(memory_format=torch.channels_last)
+    finally:
+        _kernels._kernels.cache_clear()
+
+
+def test_maxpool_layer_is_a_maxpool2d_and_keeps_max_pool2d_on_cpu() -> None:
+    layers = [{"maxpool": {"kernel": 2}}, "flatten", {"dense": {"units": "classes"}}, "softmax"]
+    model = build_model(resolve_spec(layers, (1, 4, 4), 3))
+    assert isinstance(model.layers[0], WindowMaxPool) and isinstance(model.layers[0], nn.MaxPool2d)
+    x = torch.randn(2, 1, 4, 4)
+    assert torch.equal(model.layers[0](x), nn.functional.max_pool2d(x, 2))
 
 
 @pytest.mark.parametrize("name", ["resnet18", "digits-cnn", "alexnet"])

@@ -139,7 +139,8 @@ def _runs(n: int, fn: Callable[[int], dict[str, Any]], label: str, log: Callable
 
 def bench_recipe(name: str, source: str, seeds: int, baseline_seeds: int, log: Callable[[str], None],
                  eager_seeds: int | None = None, variants: dict[str, dict] | None = None) -> dict:  # fmt: skip
-    """`variants`: extra runs of the fast recipe with overrides, e.g. {"fast ep6": {"epochs": 6}}."""
+    """`variants`: extra runs of the fast recipe with overrides, e.g. {"fast ep6": {"epochs": 6}}, or of the
+    reference recipe with "same_recipe": true, e.g. {"convforge compile": {"same_recipe": true, "compile": true}}."""
     from ..data import DataConfig, load_data
 
     ref = REFERENCE[name]
@@ -156,7 +157,11 @@ def bench_recipe(name: str, source: str, seeds: int, baseline_seeds: int, log: C
         "fast": (seeds, lambda s: convforge_run(source, s, {}, recipe=FAST[name])),
     }
     for label, over in (variants or {}).items():
-        runs[label] = (seeds, lambda s, over=over: convforge_run(source, s, dict(over), recipe=FAST[name]))
+        over = dict(over)
+        if over.pop("same_recipe", False):  # the reference recipe with options changed, e.g. {"compile": true}
+            runs[label] = (seeds, lambda s, over=over: convforge_run(source, s, {**options, **over}))
+        else:
+            runs[label] = (seeds, lambda s, over=over: convforge_run(source, s, over, recipe=FAST[name]))
     for variant, (n, fn) in runs.items():
         rows = _runs(n, fn, f"{name} {variant}", log)
         over = (variants or {}).get(variant)

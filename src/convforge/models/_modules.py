@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _kernels
+
 
 class Maxout(nn.Module):
     """Channel-wise maxout: C -> C / pieces; output channel j is the max of input channels j*pieces .. +pieces-1."""
@@ -20,6 +22,33 @@ class Maxout(nn.Module):
 
     def extra_repr(self) -> str:
         return f"pieces={self.pieces}"
+
+
+class WindowMaxPool(nn.MaxPool2d):
+    """nn.MaxPool2d whose CUDA forward/backward are Triton kernels (models/_kernels.py) when windows do not overlap
+    (stride = kernel, no padding, no dilation, floor mode) and the input is channels_last (the training layout on
+    CUDA). CPU runs, tracing/ONNX export and torch.compile (which fuses its own pool) keep max_pool2d; outputs and
+    gradients are equal."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k = _pair(self.kernel_size)
+        if self._plain(k) or not x.is_cuda or _exporting() or not _kernels.available():
+            return super().forward(x)
+        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x)
+        return _kernels.WindowMax.apply(x, *k)
+
+    def _plain(self, k: tuple[int, int]) -> bool:
+        overlap = _pair(self.stride) != k or _pair(self.padding) != (0, 0) or _pair(self.dilation) != (1, 1)
+        return overlap or self.ceil_mode or k[0] * k[1] > 127  # window positions are saved as int8
+
+
+def _pair(v) -> tuple[int, int]:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+
+def _exporting() -> bool:
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling()
 
 
 class GlobalAvgPool(nn.Module):

@@ -11,7 +11,7 @@ from typing import Any
 from torch import nn
 
 from ._layer import REQUIRED, Ctx, LayerKind, Shape, register
-from ._modules import GlobalAvgPool, GlobalMaxPool
+from ._modules import GlobalAvgPool, GlobalMaxPool, WindowMaxPool
 
 
 def _fmt_pair(v: list[int]) -> str:
@@ -132,7 +132,7 @@ class MaxPool(_Pool):
     type = "maxpool"
 
     def build(self, p: dict[str, Any], shape: Shape) -> nn.Module:
-        return nn.MaxPool2d(tuple(p["kernel"]), tuple(p["stride"]), tuple(p["padding"]))
+        return WindowMaxPool(tuple(p["kernel"]), tuple(p["stride"]), tuple(p["padding"]))
 
 
 @register

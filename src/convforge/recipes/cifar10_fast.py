@@ -1,11 +1,12 @@
-"""cifar10_fast: 88.14% +- 0.18% (5 runs, 10,000 JPEG training images held out), 1.46 s training, H200, torch 2.11.
+"""cifar10_fast: 88.11% +- 0.12% (3 runs, 10,000 JPEG training images held out), 1.18 s training, H200, torch 2.11.
 
-benchmarks/results/train_speed_NVIDIA-H200_2026-11-22_round3.md; the ablations (cifar_sweep_*.md, 1-2 seeds): 10
-epochs 88.8% in 1.90 s, 12 epochs 89.4% in 2.26 s; without lookahead 86.0%, with onecycle instead of triangle 87.5%,
-ReLU 87.4%, trained BN scale 84.4%, no 64x shift lr 86.8%, default init 86.6%, global avg pool 86.4%.
+benchmarks/results/train_speed_NVIDIA-H200_2026-11-22_compile.md (3 seeds: 1.26 / 1.14 / 1.14 s); the ablations
+(cifar_sweep_*_triton_pool.md, 2 seeds): 10 epochs 88.9% in 1.43 s, 12 epochs 89.4% in 1.71 s; earlier sweeps
+(cifar_sweep_*_speed.md, round1): without lookahead 86.0%, onecycle instead of triangle 87.5%, ReLU 87.4%, trained BN
+scale 84.4%, no 64x shift lr 86.8%, default init 86.6%, global avg pool 86.4%, fp32 88.1% (no gain over bf16).
+Before the Triton max pool (models/_kernels.py): 88.14% in 1.46 s (5 runs); PyTorch's channels_last bf16 max-pool
+kernels took ~30% of the GPU time. Now (profile of one run): convolutions ~50%, batch norm ~17%, GELU ~8%, pools ~6%.
 Previous version (ReLU, no lookahead/dirac/bias-lr, flip TTA): 84.2% in 1.30 s, 8 epochs.
-Where the time goes (profile of one run): PyTorch's channels_last bf16 max-pool kernels take ~30% of the GPU time
-(backward 245 us a call), batch norm ~12%, GELU ~6%, the convolutions ~35%: the memory-bound layers, not the math.
 
 In the style of airbench94 (KellerJordan/cifar10-airbench, whose ablation table credits each trick with epochs
 saved) and David Page's CIFAR-10 speed runs, from their public descriptions, own code:
