@@ -33,3 +33,61 @@ def test_predict_on_cuda_equals_cpu(cuda_run):
     assert torch.allclose(on_gpu, on_cpu, atol=2e-3)
     assert (on_gpu.argmax(1) == on_cpu.argmax(1)).float().mean() >= 0.99
     assert convforge.evaluate(cuda_run.run.path)["accuracy"] == pytest.approx(cuda_run.test_accuracy, abs=0.02)
+
+
+def test_warmup_thread_compiles_the_pool_kernels_a_later_launch_uses():
+    """engine/warmup.py: the background thread finishes without error; afterwards the pool launches on real maps
+    reuse the kernels it compiled (one binary per kernel and dtype, sizes unspecialized)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from convforge.engine import TrainConfig, warmup
+    from convforge.models import _kernels
+
+    thread = warmup.start(TrainConfig(model="digits-cnn", precision="bf16"), torch.device("cuda"))
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    forward = _kernels._kernels()[0]
+    before = sum(len(cache[0]) for cache in forward.device_caches.values())
+    for shape in [(4, 16, 9, 9), (8, 64, 30, 30)]:
+        x = torch.randn(shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
+        assert torch.equal(_kernels.WindowMax.apply(x, 2, 2), torch.nn.functional.max_pool2d(x, 2))
+    assert sum(len(cache[0]) for cache in forward.device_caches.values()) == before
+
+
+@pytest.mark.parametrize("cls_name", ["Adam", "AdamW"])
+def test_triton_adam_for_big_tensors_equals_torch_fused_adam_captured(cls_name):
+    """engine/kernels.py on CUDA: a 784 x 128 weight (Triton) and a bias (PyTorch's fused kernel), stepped inside a
+    CUDA graph with a device lr (as engine/fast/graph.py does), equal torch's fused optimizer run eagerly."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from convforge.engine import kernels
+
+    torch.manual_seed(0)
+    start = [torch.randn(128, 784, device="cuda"), torch.randn(128, device="cuda")]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(5)]
+    ref = [torch.nn.Parameter(t.clone()) for t in start]
+    mine = [torch.nn.Parameter(t.clone()) for t in start]
+    kw = dict(lr=1e-3, weight_decay=0.01, fused=True)
+    ref_opt = getattr(torch.optim, cls_name)(ref, **kw)
+    opt = getattr(kernels, cls_name)(mine, **kw, capturable=True)
+    for p, g in zip(mine, grads[0]):
+        p.grad = g.clone()
+    opt.step()  # eager first step: creates the state
+    lr = torch.tensor(1e-3, device="cuda")
+    opt.param_groups[0]["lr"] = lr
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.cuda.graph(graph, stream=side):
+        opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    for step, gs in enumerate(grads):
+        for p, g in zip(ref, gs):
+            p.grad = g.clone()
+        ref_opt.step()
+        if step:
+            for p, g in zip(mine, gs):
+                p.grad.copy_(g)
+            graph.replay()
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)

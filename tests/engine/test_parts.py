@@ -134,3 +134,11 @@ def test_config_yaml_round_trip(tmp_path):
     save_yaml(cfg, tmp_path / "c.yaml")
     assert load_yaml(TrainConfig, tmp_path / "c.yaml") == cfg
     assert to_dict(cfg)["split"] == [0.7, 0.2, 0.1]
+
+
+def test_warmup_thread_only_on_cuda_and_pool_kernels_only_for_pooling_models() -> None:
+    from convforge.engine import warmup
+
+    assert warmup.start(TrainConfig(model="mlp"), torch.device("cpu")) is None
+    assert warmup._uses_maxpool("digits-cnn") and not warmup._uses_maxpool("mlp")
+    assert warmup._uses_maxpool("no-such-model")  # cannot tell: warm the kernels anyway

@@ -23,7 +23,7 @@ from ..errors import ConvforgeError
 from ..inference import autocast, batched_logits, resolve_device, resolve_precision, scale_factors
 from ..models import build_model, resolve_spec
 from ..run import Run, default_run_dir
-from . import distributed
+from . import distributed, warmup
 from .augment import AlternateFlip, Augment, augment_batch
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -371,9 +371,12 @@ def train(
         return distributed.launch(cfg, resume=resume, progress=progress, log=log)
     distributed.init_from_env(cfg)  # started by torchrun or the launch above: join the process group
     seed_everything(cfg.seed, cfg.deterministic)
-    resolve_device(cfg.device)  # fail before loading data
+    device = resolve_device(cfg.device)  # fail before loading data
+    warming = warmup.start(cfg, device) if distributed.world_size() == 1 else None
     splits = load_data(cfg_to_data(cfg), progress=progress is not False)
     _report_skipped(splits, log)
+    if warming is not None:
+        warming.join()
     trainer = Trainer(distributed.trainer_config(cfg), Run(run_dir), splits, log)
     state = _attach_run(trainer, cfg, splits, run_dir, resume)
     log(

@@ -7,13 +7,14 @@ from collections.abc import Callable, Iterable
 import torch
 
 from .._registry import Registry
+from . import kernels
 
 SOLVERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("solver")
 DEFAULT_LR = {"sgd": 0.01, "sgdm": 0.01, "nesterov": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 
 def _fused_kwargs(params: list, fused: bool) -> dict:
-    # fused kernels: one launch per step for all params (CUDA only)
+    # fused kernels: one launch per step for all params (CUDA only); Adam's big tensors: engine/kernels.py
     return {"fused": True} if fused and all(p.is_cuda for p in params) else {}
 
 
@@ -49,13 +50,13 @@ def nesterov(params, lr, momentum, weight_decay, fused=False):
 @SOLVERS.register("adam")
 def adam(params, lr, momentum, weight_decay, fused=False):
     betas = (0.9 if momentum is None else momentum, 0.999)
-    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+    return kernels.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay, **_fused_kwargs(params, fused))
 
 
 @SOLVERS.register("adamw")
 def adamw(params, lr, momentum, weight_decay, fused=False):
     betas = (0.9 if momentum is None else momentum, 0.999)
-    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+    return kernels.AdamW(params, lr=lr, betas=betas, weight_decay=weight_decay, **_fused_kwargs(params, fused))
 
 
 @SOLVERS.register("rmsprop")

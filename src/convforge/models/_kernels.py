@@ -75,6 +75,19 @@ def _kernels():
     return pool_forward, pool_backward
 
 
+def compile_pool(dtype: torch.dtype, kh: int = 2, kw: int = 2) -> None:
+    """Compile (or load from Triton's disk cache) the pool kernels for `dtype` maps without running them.
+
+    Triton specializes on dtypes, pointer alignment and the constexprs only (sizes are not specialized), so these
+    are the kernels a later launch on real maps picks up (engine/warmup.py calls this while data loads).
+    """
+    forward, backward = _kernels()
+    sizes = (1, 1, 1, kh, kw, 1)
+    options = dict(KH=kh, KW=kw, BP=BLOCK_P, BC=BLOCK_C, num_warps=4, grid=(1, 1))
+    forward.warmup(dtype, dtype, torch.int8, *sizes, **options)
+    backward.warmup(dtype, torch.int8, dtype, *sizes, **options)
+
+
 def _launch(kernel, tensors: tuple[torch.Tensor, ...], shape: tuple[int, ...], kh: int, kw: int) -> None:
     n, c, h, w = shape
     ho, wo = h // kh, w // kw

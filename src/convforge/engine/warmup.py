@@ -1,0 +1,54 @@
+"""Pay the GPU's one-time start-up costs in a background thread while the data loads on the CPU.
+
+Why: the first run in a process (and the first on a machine) spent seconds before its first step on things that do
+not need the data: creating the CUDA context, loading cuDNN and cuBLAS, and compiling the Triton max-pool kernels
+(~2 s once per machine; Triton then caches them on disk). The folder-fast recipe on a fresh H200 took 19.9 s of wall
+time on its first run against 12.5 s on later ones (benchmarks/results/train_speed_*_folder_triton_pool.md), while
+its decoding kept the CPU threads, not the GPU, busy for ~6 s. `train` starts this thread before `load_data` and
+joins it before building the Trainer; any failure here is ignored, since the training path meets (and reports) the
+same problem itself.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import torch
+import torch.nn.functional as F
+
+from ..inference import resolve_precision
+from ..models import MODELS, _kernels
+
+
+def start(cfg, device: torch.device) -> threading.Thread | None:
+    """A started daemon thread warming `device` for `cfg`'s model, or None on CPU."""
+    if device.type != "cuda":
+        return None
+    dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
+    thread = threading.Thread(target=_warm, args=(device, dtype, _uses_maxpool(str(cfg.model))), daemon=True)
+    thread.start()
+    return thread
+
+
+def _uses_maxpool(model: str) -> bool:
+    """Whether the zoo model's spec (for a 3 x 32 x 32 input) has a max pool; True when it cannot be told."""
+    try:
+        spec = MODELS.get(model)((3, 32, 32), 10)
+    except Exception:  # a spec file, or a zoo entry that wants another input size: warm the kernels anyway
+        return True
+    return '"maxpool"' in json.dumps(spec)
+
+
+def _warm(device: torch.device, dtype: torch.dtype, pool: bool) -> None:
+    try:
+        with torch.cuda.device(device):
+            x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
+            w = torch.zeros(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
+            F.conv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1).sum().backward()  # cuDNN
+            torch.zeros(8, 8, device=device, dtype=dtype) @ torch.zeros(8, 8, device=device, dtype=dtype)  # cuBLAS
+            if pool and _kernels.available():
+                _kernels.compile_pool(dtype)
+            torch.cuda.synchronize(device)
+    except Exception:  # noqa: S110  (see the module docstring)
+        pass
