@@ -1,7 +1,7 @@
 """folder_fast: Imagenette-128 85.8% mean of 3 runs (1,500 held out), 40 epochs, H200, torch 2.11.
-
-Wall time incl. decoding (each run decodes afresh): 10.4 and 11.1 s, and 17.8 s for the first run in a fresh process
-on a fresh machine (CUDA, cuDNN and JPEG-decoder start-up, cold file cache); training loop 4.3 s (5.2 s first run).
+Wall time incl. decoding (each run decodes afresh; train_speed_*_folder_warmup.md): 16.3 s for the first run on a
+fresh machine (CUDA/cuDNN start-up and the Triton kernels' compilation overlap the decoding: engine/warmup.py; 19.9 s
+without that), then 11.6 and 12.6 s; training loop 4.1 s (4.9 s first run).
 Measured per epoch count (benchmarks/results/folder_fast_epochs_NVIDIA-H200_2026-11-22.log): 30 epochs 84.5% (3 runs,
 11.4 s wall, previous session), 40 epochs 86.1 / 86.1 / 85.3%, 50 epochs 87.1 / 85.5% (13.3 / 14.1 s wall).
 
