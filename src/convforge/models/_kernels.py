@@ -20,12 +20,13 @@ BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 eleme
 
 @functools.cache
 def available() -> bool:
-    """Triton is importable (it ships with PyTorch's CUDA wheels; a CPU-only install may lack it)."""
+    """Triton is importable (it ships with PyTorch's CUDA wheels; a CPU-only install may lack it) and the GPU is an
+    Ampere or newer one (sm_80+: what Triton targets best; measured on Hopper). Elsewhere PyTorch's own ops run."""
     try:
         import triton  # noqa: F401
     except ImportError:
         return False
-    return True
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
 
 
 @functools.cache
