@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,29 @@ import pytest
 from PIL import Image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+# Without a GPU, convforge's Triton kernels are tested through Triton's CPU interpreter, which must be chosen before
+# anything imports triton (its standard-library functions are made at import). A GPU machine compiles them instead.
+if "TRITON_INTERPRET" not in os.environ and not Path("/dev/nvidiactl").exists():
+    os.environ["TRITON_INTERPRET"] = "1"
+
+
+@pytest.fixture
+def triton_interpreter():
+    """Run convforge's Triton kernels on CPU tensors (skipped where the interpreter was not chosen at start-up)."""
+    pytest.importorskip("triton")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton kernels compile for the GPU here; the interpreter tests run without one")
+    from convforge.engine import kernels as engine_kernels
+    from convforge.models import _kernels
+
+    def forget() -> None:  # kernels made before (e.g. compiled) are made again, interpreted
+        for cached in (_kernels._kernels, engine_kernels._adam_kernel):
+            cached.cache_clear()
+
+    forget()
+    yield
+    forget()
 
 
 def make_folder(root: Path, classes=("circle", "square"), per_class: int = 20, size: int = 16, seed: int = 0) -> Path:

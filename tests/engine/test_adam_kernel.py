@@ -9,18 +9,9 @@ import torch
 from convforge.engine import kernels
 
 
-@pytest.fixture
-def interpreted(monkeypatch):
-    pytest.importorskip("triton")
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    kernels._adam_kernel.cache_clear()
-    yield
-    kernels._adam_kernel.cache_clear()
-
-
 @pytest.mark.parametrize("decoupled", [False, True])
 @pytest.mark.parametrize("lr_tensor", [False, True])
-def test_triton_adam_update_equals_torch_adam(interpreted, decoupled, lr_tensor) -> None:
+def test_triton_adam_update_equals_torch_adam(triton_interpreter, decoupled, lr_tensor) -> None:
     torch.manual_seed(0)
     start = torch.randn(3000)
     ref = start.clone().requires_grad_()

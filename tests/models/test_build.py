@@ -57,25 +57,19 @@ def test_maxout_groups_consecutive_channels() -> None:
 
 
 @pytest.mark.parametrize("shape, k", [((3, 5, 31, 31), 2), ((2, 70, 7, 9), 3), ((2, 3, 8, 8), 2)])
-def test_window_max_kernels_equal_max_pool2d(monkeypatch, shape, k) -> None:
+def test_window_max_kernels_equal_max_pool2d(triton_interpreter, shape, k) -> None:
     """The Triton max pool (run by Triton's CPU interpreter here): output and gradient equal max_pool2d's, ties
     included (first maximum of the window), odd sizes drop the last row/column, channels beyond one block of 64."""
-    pytest.importorskip("triton")
     from convforge.models import _kernels
 
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    _kernels._kernels.cache_clear()
-    try:
-        x = torch.randint(-3, 4, shape).float().contiguous(memory_format=torch.channels_last)  # many ties
-        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
-        want, got = nn.functional.max_pool2d(a, k), _kernels.WindowMax.apply(b, k, k)
-        grad = torch.randn_like(want)
-        want.backward(grad)
-        got.backward(grad)
-        assert torch.equal(got, want) and torch.equal(b.grad, a.grad)
-        assert got.is_contiguous(memory_format=torch.channels_last)
-    finally:
-        _kernels._kernels.cache_clear()
+    x = torch.randint(-3, 4, shape).float().contiguous(memory_format=torch.channels_last)  # many ties
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    want, got = nn.functional.max_pool2d(a, k), _kernels.WindowMax.apply(b, k, k)
+    grad = torch.randn_like(want)
+    want.backward(grad)
+    got.backward(grad)
+    assert torch.equal(got, want) and torch.equal(b.grad, a.grad)
+    assert got.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_maxpool_layer_is_a_maxpool2d_and_keeps_max_pool2d_on_cpu() -> None:
