@@ -30,7 +30,7 @@ def _adam_kernel():
     import triton
     import triton.language as tl
 
-    @triton.jit(do_not_specialize=["n"])
+    @triton.jit(do_not_specialize=["n", "lr_ptr", "step_ptr"])  # no variant per lr view
     def adam(p, g, m, v, lr_ptr, step_ptr, n, lr, step, beta1, beta2, log2_beta1, log2_beta2, eps, wd,
              LR_TENSOR: tl.constexpr, STEP_TENSOR: tl.constexpr, DECOUPLED: tl.constexpr,
              BLOCK: tl.constexpr):  # fmt: skip
@@ -66,11 +66,30 @@ def adam_update(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, 
     if step_t and not step.is_cuda and param.is_cuda:  # a host step counter (not capturable): pass its value
         step, step_t = step.item(), False
     n = param.numel()
-    _adam_kernel()[(triton_cdiv(n, BLOCK),)](
-        param, grad, exp_avg, exp_avg_sq, lr if lr_t else param, step if step_t else param, n,
-        0.0 if lr_t else float(lr), 0.0 if step_t else float(step), b1, b2, math.log2(b1), math.log2(b2), eps,
-        float(weight_decay), LR_TENSOR=lr_t, STEP_TENSOR=step_t, DECOUPLED=decoupled, BLOCK=BLOCK, num_warps=4,
-    )  # fmt: skip
+    args = (param, grad, exp_avg, exp_avg_sq, lr if lr_t else param, step if step_t else param, n,
+            0.0 if lr_t else float(lr), 0.0 if step_t else float(step), b1, b2, math.log2(b1), math.log2(b2), eps,
+            float(weight_decay))  # fmt: skip
+    options = dict(STEP_TENSOR=step_t, DECOUPLED=decoupled, BLOCK=BLOCK, num_warps=4)
+    kernel = _adam_kernel()
+    if param.is_cuda and not torch.cuda.is_current_stream_capturing():
+        _compile_both_lr_kinds(kernel, args, options)
+    kernel[(triton_cdiv(n, BLOCK),)](*args, LR_TENSOR=lr_t, **options)
+
+
+_COMPILED: set[tuple] = set()
+
+
+def _compile_both_lr_kinds(kernel, args: tuple, options: dict) -> None:
+    """Compile the float-lr and the tensor-lr kernels at the first eager step: a CUDA graph captures later steps with
+    the lr read from a device table (engine/fast/graph.py), and nothing may be compiled and loaded during a capture."""
+    key = (args[0].device, args[0].dtype, tuple(sorted(options.items())))
+    if key in _COMPILED:
+        return
+    lr_tensor = torch.zeros((), dtype=torch.float32, device=args[0].device)
+    for lr_t in (False, True):
+        call = (*args[:4], lr_tensor if lr_t else args[4], *args[5:])
+        kernel.warmup(*call, LR_TENSOR=lr_t, grid=(1,), **options)
+    _COMPILED.add(key)
 
 
 def triton_cdiv(a: int, b: int) -> int:
