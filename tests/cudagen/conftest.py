@@ -42,10 +42,11 @@ def _record(row: dict) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def _build(root: Path, cases, workers: int = 8) -> dict:
-    """Generate and build every (model, precision, backend) case in parallel (the compiles dominate); every case of
-    a model shares one seeded random-weight Run. Returns {case: (run, project folder, exception or None)}; a failed
-    build is reported by that case's test."""
+def _build(root: Path, cases, workers: int | None = None) -> dict:
+    """Generate and build every (model, precision, backend) case in parallel (the compiles dominate; one nvcc of
+    network.cu per project does most of the work, so one project per core); every case of a model shares one
+    seeded random-weight Run. Returns {case: (run, project folder, exception or None)}; a failed build is reported
+    by that case's test."""
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")
     runs = {}
@@ -62,7 +63,7 @@ def _build(root: Path, cases, workers: int = 8) -> dict:
         except Exception as e:  # noqa: BLE001  (reported by the test of that case)
             return case, (runs[name], out, e)
 
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(workers or max(8, os.cpu_count() or 8)) as pool:
         return dict(pool.map(one, cases))
 
 
@@ -80,7 +81,7 @@ def record():
 
 @pytest.fixture(scope="session")
 def build_projects():
-    """build_projects(root, cases, workers=8) -> {case: (run, out, error)}; skips the test without a GPU."""
+    """build_projects(root, cases, workers=None) -> {case: (run, out, error)}; skips the test without a GPU."""
     return _build
 
 

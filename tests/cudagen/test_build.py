@@ -27,8 +27,8 @@ pytestmark = pytest.mark.skipif(not _have_nvcc() or shutil.which("make") is None
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """digits-cnn in fp16: compiles the mma.sync, legacy WMMA and fp32 kernels, all element-wise and pooling
-    kernels."""
+    """digits-cnn in fp16: compiles the NHWC kernels (4- and 8-channel gathers, GEMV), the mma.sync, legacy WMMA
+    and fp32 kernels, all element-wise and pooling kernels of both layouts."""
     root = tmp_path_factory.mktemp("cg")
     run = make_run(root / "run", "digits-cnn")
     info = codegen(run, root / "out", precision="fp16", max_batch=64, arch="sm_90", build=True)
@@ -45,14 +45,20 @@ def test_compiles(project):
 
 
 def test_new_and_legacy_conv_kernels_ship(project):
-    """The pipelined kernels and the legacy ones (CF_CONV_KERNELS=legacy) are both in the project; their shared
-    memory is configured in the constructor, before any CUDA graph is captured."""
-    out, _ = project
-    for name in ("common.cuh", "igemm.cuh", "conv_ffma.cuh", "conv_mma.cuh", "conv_wmma.cuh", "conv_fp32.cuh"):
+    """The NHWC fp16 pass (the default), the fp32-NCHW pipelined kernels (CF_CONV_KERNELS=nchw) and the legacy ones
+    (CF_CONV_KERNELS=legacy) are all in the project; shared memory is configured and weights are packed in the
+    constructor, before any CUDA graph is captured."""
+    out, info = project
+    names = ("common.cuh", "igemm.cuh", "conv_ffma.cuh", "conv_mma.cuh", "conv_wmma.cuh", "conv_fp32.cuh")
+    for name in (*names, "conv_nhwc.cuh", "nhwc_ops.cuh"):
         assert (out / "kernels" / name).is_file()
     src = (out / "network.cu").read_text()
-    assert src.index("conv_fp16_init();") < src.index("void Network::enqueue")
-    assert "CF_CONV_KERNELS" in (out / "kernels" / "common.cuh").read_text()
+    enqueue = src.index("void Network::enqueue")
+    assert src.index("conv_fp16_init();") < enqueue and src.index("conv_nhwc_prepare<") < enqueue
+    assert src.index("repack_weights(") < enqueue and "if (nhwc_) {\n    enqueue_nhwc(n);" in src
+    assert info["layout"] == "nhwc"
+    common = (out / "kernels" / "common.cuh").read_text()
+    assert '"legacy"' in common and '"nchw"' in common
 
 
 def test_wrong_size_input_is_one_line_error(project, tmp_path):

@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import ConvforgeError
 from .build import build_project, check_arch, cudnn_libs, default_arch, make_vars
 from .emit import emit_project
+from .nhwc import make_nhwc
 from .plan import make_plan
 
 BACKENDS = ("native", "cudnn")
@@ -65,10 +66,16 @@ def generate(run, out, backend: str = "native", precision: str = "fp32", max_bat
     libs.update(make_vars(backend, libs))
     meta = dict(model=spec.get("name", "model"), run_path=str(run.path), classes=run.classes, preprocessing=pre)
     out = Path(out)
+    nhwc, layout = None, "nchw"
+    if backend == "native" and precision in ("fp16", "bf16"):
+        nhwc, why = make_nhwc(plan, max_batch)
+        layout = "nhwc" if nhwc else f"nchw ({why})"
     written = emit_project(
-        plan, out, meta=meta, backend=backend, precision=precision, max_batch=max_batch, arch=arch, libs=libs
-    )
+        plan, out, meta=meta, backend=backend, precision=precision, max_batch=max_batch, arch=arch, libs=libs,
+        nhwc=nhwc,
+    )  # fmt: skip
     info = dict(out=str(out), backend=backend, precision=precision, max_batch=max_batch, arch=arch, **written)
+    info["layout"] = layout  # fp16/bf16 activations between layers (CF_CONV_KERNELS=nchw|legacy: fp32 NCHW)
     info.update(model=meta["model"], kernels=len(plan.ops), buffers=len(plan.slot_sizes))
     return info, plan
 

@@ -19,12 +19,14 @@ import numpy as np
 
 from .. import __version__
 from .._io import write_bytes, write_json, write_text
+from .nhwc import NhwcPlan
 from .plan import Plan, Tensor
 
 ALIGN_BYTES = 64
 KERNEL_DIR = Path(str(resources.files("convforge.cudagen") / "kernels"))
 TEMPLATE_DIR = Path(str(resources.files("convforge.cudagen") / "templates"))
 CONV_FN = {"fp32": "conv_fp32", "tf32": "conv_tf32", "fp16": "conv_fp16", "bf16": "conv_bf16"}
+ACT_TYPE = {"fp16": "__half", "bf16": "__nv_bfloat16"}
 
 
 def pack_weights(plan: Plan) -> tuple[bytes, list[dict[str, Any]]]:
@@ -70,6 +72,73 @@ def _op_view(op, offsets: dict[str, int]) -> dict[str, Any]:
     return view
 
 
+def _tile_calls(tiles, vec: int, fp32_out: bool) -> list[dict[str, str]]:
+    """The if / else-if chain that picks each batch size's launch (nhwc.choose_tiles), largest batches first."""
+    calls = []
+    out = ", float" if fp32_out else ""
+    for i, t in enumerate(tiles):
+        cond = f"if (n >= {t.min_n}) " if i < len(tiles) - 1 else ""
+        targs = f"Elem, {t.bm}, {t.bn}, {vec}{out}" if t.kind == "conv" else ""
+        fn = f"conv_nhwc<{targs}>" if targs else f"gemv_nhwc<Elem{out}>"
+        calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs))
+    return calls
+
+
+def _nhwc_view(i: int, op, plan: NhwcPlan, offsets: dict[str, int]) -> dict[str, Any]:
+    """One NHWC launch: T buffers A(slot) (fp32 logits: slots_[slot]), packed weights P + offset, fp32 bias/scale
+    W + offset."""
+
+    def buf(t: Tensor | None) -> str:
+        if t is None:
+            return "nullptr"
+        slot = plan.slot_of[plan.x0_id if t.id == plan.input_id else t.id]
+        return "out_" if slot == -2 else f"slots_[{slot}]" if t.id in plan.fp32_ids else f"A({slot})"
+
+    def wexpr(role: str) -> str:
+        name = op.weights.get(role)
+        return "nullptr" if name is None else f"W + {offsets[name] // 4}"
+
+    gx, gy = plan.geom[op.inputs[0].id], plan.geom[op.out.id]
+    p = op.p
+    view = dict(kind=op.kind, name=op.name, shape="x".join(map(str, op.out.shape)), x=buf(op.inputs[0]), y=buf(op.out))
+    view.update(act=p.get("act", 0), slope=repr(float(p.get("slope", 0.0))), cs=gy.cs, b=wexpr("b"))
+    view.update(scale=wexpr("scale"), shift=wexpr("shift"), res=buf(op.residual), hw=gx.hw, c=gx.c, cs_in=gx.cs)
+    view.update({k: v for k, v in p.items() if k not in view})  # is_max
+    if op.kind == "conv":
+        pack, shape = plan.packs[i], plan.shapes[i]
+        view.update(w=f"P + {pack.offset}", shape_args=", ".join(map(str, shape)))
+        view["tiles"] = _tile_calls(plan.tiles[i], 8 if shape[3] % 8 == 0 else 4, op.out.id in plan.fp32_ids)
+    elif op.kind == "pool":
+        view["shape_args"] = ", ".join(str(v) for v in [gx.cs, *(p[k] for k in "h w ho wo kh kw sh sw ph pw".split())])
+    elif op.kind == "add":
+        view.update(x2=buf(op.inputs[1]), elems=gx.elems)
+    elif op.kind == "maxout":
+        view.update(cout=p["cout"], pieces=p["pieces"])
+    elif op.kind in ("softmax", "sigmoid"):
+        cols = gx.c * gx.hw
+        view.update(cols=cols, ys=cols if view["y"] == "out_" else gy.cs, sigmoid=int(op.kind == "sigmoid"))
+    return view
+
+
+def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision: str) -> dict[str, Any]:
+    """Template variables of the NHWC forward pass: conversion, launches, weight packing table, tile set-up."""
+    ops = [_nhwc_view(i, op, nplan, offsets) for i, op in enumerate(plan.ops)]
+    g0 = nplan.geom[nplan.x0_id]
+    packs = [dict(vars(p), src=offsets[p.weight] // 4, name=plan.ops[i].name) for i, p in nplan.packs.items()]
+    prepares = sorted({c["targs"] for op in ops for c in op.get("tiles", []) if c["targs"]})
+    x0 = dict(slot=nplan.slot_of[nplan.x0_id], c=g0.c, hw=g0.hw, cs=g0.cs)
+    return dict(act_type=ACT_TYPE[precision], nhwc_ops=ops, packs=packs, packed_elems=nplan.packed_elems,
+                prepares=prepares, x0=x0)  # fmt: skip
+
+
+def _slot_bytes(plan: Plan, nhwc: NhwcPlan | None) -> list[int]:
+    """Bytes per image of each activation buffer; the two layouts of one binary share them (one runs at a time)."""
+    sizes = [4 * s for s in plan.slot_sizes]
+    extra = nhwc.slot_bytes if nhwc is not None else []
+    n = max(len(sizes), len(extra))
+    return [max(sizes[i] if i < len(sizes) else 0, extra[i] if i < len(extra) else 0) for i in range(n)]
+
+
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
@@ -90,8 +159,10 @@ def emit_project(
     max_batch: int,
     arch: str,
     libs: dict[str, Any],
+    nhwc: NhwcPlan | None = None,
 ) -> dict[str, Any]:
-    """Write the whole project into ``out``; return what was written."""
+    """Write the whole project into ``out``; return what was written. ``nhwc``: also the fp16/bf16 NHWC forward
+    pass (the default at run time; CF_CONV_KERNELS=nchw|legacy run the fp32 NCHW one of the same binary)."""
     out.mkdir(parents=True, exist_ok=True)
     blob, entries = pack_weights(plan)
     crc = zlib.crc32(blob) & 0xFFFFFFFF
@@ -101,11 +172,13 @@ def emit_project(
         model=meta["model"], version=__version__, run_path=meta["run_path"], backend=backend, precision=precision,
         c=plan.in_shape[0], h=plan.in_shape[1], w=plan.in_shape[2], k=plan.num_outputs, classes=meta["classes"],
         mean=[float(v) for v in pre["mean"]], std=[float(v) for v in pre["std"]], output=plan.output,
-        max_batch=max_batch, weights=entries, weight_bytes=len(blob), crc32=crc, slot_sizes=plan.slot_sizes,
+        max_batch=max_batch, weights=entries, weight_bytes=len(blob), crc32=crc, slot_bytes=_slot_bytes(plan, nhwc),
         in_size=int(np.prod(plan.in_shape)), ops=[_op_view(op, offsets) for op in plan.ops],
         conv_fn="conv_cudnn" if backend == "cudnn" else CONV_FN[precision], arch=arch,
-        arch_num=arch.removeprefix("sm_").removeprefix("compute_"), **libs,
+        arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, **libs,
     )  # fmt: skip
+    if nhwc is not None:
+        ctx.update(nhwc_context(plan, nhwc, offsets, precision))
     env = _env()
     files = {
         "network.h": "network.h.j2", "network.cu": "network.cu.j2", "main.cu": "main.cu.j2",

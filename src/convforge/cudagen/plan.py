@@ -119,7 +119,9 @@ class _Builder:
             return op.out, None
         if kind == "batchnorm":
             eps = float(p.get("eps", 1e-5))
-            if fusable and last.kind == "conv" and last.residual is None and "w" in last.weights:
+            # x.shape[0] == cout: not a BatchNorm1d over a flattened C x H x W map (one scale per feature)
+            conv_bn = fusable and last.kind == "conv" and x.shape[0] == last.p["cout"]
+            if conv_bn and last.residual is None and "w" in last.weights:
                 self.fold_bn(last, name, eps)
                 return x, last
             return self.bn_op(name, x, eps)
@@ -210,34 +212,42 @@ class _Builder:
         return op.out, op
 
 
-def _assign_slots(plan: Plan, x_in: Tensor, y_out: Tensor) -> None:
-    """Give every intermediate tensor an activation buffer, reusing buffers whose tensor is dead."""
+def assign_buffers(steps, sizes: dict[int, int], fixed: dict[int, int]) -> tuple[dict[int, int], list[int]]:
+    """A buffer for the output of every step (input tensor ids, output tensor id), reusing buffers whose tensor is
+    dead; the tensors in ``fixed`` (the network's input and output) keep theirs. Returns ({tensor id: buffer},
+    [size of each buffer]) with sizes in the unit of ``sizes``."""
     last_use: dict[int, int] = {}
-    for i, op in enumerate(plan.ops):
-        for t in op.inputs:
-            last_use[t.id] = i
-    slot_of: dict[int, int] = {x_in.id: -1, y_out.id: -2}
+    for i, (ins, _) in enumerate(steps):
+        for t in ins:
+            last_use[t] = i
+    slot_of: dict[int, int] = dict(fixed)
     free: list[int] = []
-    sizes: list[int] = []
-    for i, op in enumerate(plan.ops):
-        t = op.out
-        if t.id not in slot_of:
-            fit = [s for s in free if sizes[s] >= t.size] or free
+    out_sizes: list[int] = []
+    for i, (ins, out) in enumerate(steps):
+        if out not in slot_of:
+            fit = [s for s in free if out_sizes[s] >= sizes[out]] or free
             if fit:
-                slot = max(fit, key=lambda s: sizes[s]) if fit is free else min(fit, key=lambda s: sizes[s])
+                slot = max(fit, key=lambda s: out_sizes[s]) if fit is free else min(fit, key=lambda s: out_sizes[s])
                 free.remove(slot)
-                sizes[slot] = max(sizes[slot], t.size)
+                out_sizes[slot] = max(out_sizes[slot], sizes[out])
             else:
-                slot = len(sizes)
-                sizes.append(t.size)
-            slot_of[t.id] = slot
-        for u in {t.id for t in op.inputs}:
+                slot = len(out_sizes)
+                out_sizes.append(sizes[out])
+            slot_of[out] = slot
+        for u in set(ins):
             if last_use.get(u) == i and slot_of.get(u, -1) >= 0:
                 free.append(slot_of[u])
+    return slot_of, out_sizes
+
+
+def _assign_slots(plan: Plan, x_in: Tensor, y_out: Tensor) -> None:
+    """Give every intermediate tensor an activation buffer, reusing buffers whose tensor is dead."""
+    steps = [([t.id for t in op.inputs], op.out.id) for op in plan.ops]
+    sizes = {op.out.id: op.out.size for op in plan.ops}
+    slot_of, plan.slot_sizes = assign_buffers(steps, sizes, {x_in.id: -1, y_out.id: -2})
     for op in plan.ops:
         for t in [*op.inputs, op.out, *([op.residual] if op.residual else [])]:
             t.slot = slot_of[t.id]
-    plan.slot_sizes = sizes
 
 
 def make_plan(spec_dict: dict, state: dict[str, Any], in_shape, output: str) -> Plan:

@@ -1,6 +1,7 @@
 // convforge generated-code runtime: error checks, activations, launch helpers, and the index set-up shared by
 // every implicit-GEMM convolution kernel (conv_fp32/tf32/wmma.cuh, conv_ffma.cuh, conv_mma.cuh).
-// Layout: every activation tensor is fp32 NCHW, contiguous; dense inputs/outputs are N x features.
+// Layout: the kernels here and in the fp32-NCHW files see every activation as fp32 NCHW, contiguous, dense
+// inputs/outputs as N x features (fp16/bf16 networks keep T NHWC instead by default: conv_nhwc.cuh).
 // Speed: no kernels here.
 #pragma once
 #include <cuda_runtime.h>
@@ -59,25 +60,40 @@ struct ConvShape {
   int groups;
 };
 
-// Which convolution kernels a native network launches. The pipelined kernels (conv_ffma.cuh, conv_mma.cuh) are
-// the default; CF_CONV_KERNELS=legacy in the environment (read once per process, when the first batch size is
-// recorded) or -DCF_CONV_LEGACY at compile time selects the previous single-stage kernels, so one binary can time
-// and check both. Devices below sm_80 (no cp.async, no mma.sync for bf16/tf32) always get the legacy kernels.
-inline bool use_legacy_conv() {
+// Which convolution kernels a native network launches, from CF_CONV_KERNELS in the environment (read once per
+// process, when the network is constructed) so one binary can time and check each:
+//  - unset (or any other value): the pipelined kernels (conv_ffma.cuh, conv_mma.cuh), and for fp16/bf16 networks
+//    activations kept in T NHWC between layers (conv_nhwc.cuh, nhwc_ops.cuh);
+//  - `nchw`: the same pipelined kernels with every activation fp32 NCHW (fp16/bf16 operands converted in registers);
+//  - `legacy`: the previous single-stage kernels, fp32 NCHW (also -DCF_CONV_LEGACY at compile time).
+// Devices below sm_80 (no cp.async, no mma.sync for bf16/tf32) always get the legacy kernels.
+enum class ConvKernels { kDefault, kNchw, kLegacy };
+
+inline ConvKernels conv_kernels_env() {
 #ifdef CF_CONV_LEGACY
-  return true;
+  return ConvKernels::kLegacy;
 #else
-  static const bool legacy = [] {
+  static const ConvKernels kind = [] {
     const char* v = std::getenv("CF_CONV_KERNELS");
-    return v != nullptr && std::strcmp(v, "legacy") == 0;
+    if (v != nullptr && std::strcmp(v, "legacy") == 0) return ConvKernels::kLegacy;
+    if (v != nullptr && std::strcmp(v, "nchw") == 0) return ConvKernels::kNchw;
+    return ConvKernels::kDefault;
   }();
-  if (legacy) return true;
+  return kind;
+#endif
+}
+
+inline bool device_below_sm80() {
   int dev = 0, major = 0;
   CF_CHECK(cudaGetDevice(&dev));
   CF_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   return major < 8;  // plain attribute queries: allowed while a CUDA graph is being captured
-#endif
 }
+
+inline bool use_legacy_conv() { return conv_kernels_env() == ConvKernels::kLegacy || device_below_sm80(); }
+
+// fp16/bf16 networks: whether this process runs the NHWC layers (the constructor asks once and keeps the answer).
+inline bool use_nhwc_layout() { return conv_kernels_env() == ConvKernels::kDefault && !device_below_sm80(); }
 
 // ---- the implicit GEMM view of one CTA (shared index set-up) ----------------------------------------------------
 // Per group g: out[m][n] = sum_k W[m][k] * im2col(x)[k][n], m = output channel, n = (image, y, x), k = (c, ky, kx).

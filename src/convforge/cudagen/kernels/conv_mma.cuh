@@ -9,7 +9,8 @@
 // the epilogue reuses it to stage the output tile, then stores coalesced NCHW rows (+ bias, + residual, act).
 // Padded leading dimensions make every fragment read conflict-free: TF32 reads A[g][t] and B[t][g] (LDA % 32 == 4,
 // LDB % 32 == 8); fp16/bf16 read A[g][2t..2t+1] as float2 and B[2t][g] (LDA % 32 == 8, LDB % 32 == 4).
-// Replaces conv_tf32_kernel and conv_wmma_kernel (still selectable with CF_CONV_KERNELS=legacy).
+// Replaces conv_tf32_kernel and conv_wmma_kernel (still selectable with CF_CONV_KERNELS=legacy). fp16/bf16 networks
+// run conv_nhwc.cuh by default, this kernel with CF_CONV_KERNELS=nchw.
 // Speed vs cuDNN: not measured yet; benchmarks/conv_kernels.py times it against the legacy kernels and PyTorch.
 #pragma once
 #include <cuda_bf16.h>

@@ -1,7 +1,8 @@
-// `--precision fp16` / `bf16`: the dispatchers and the legacy WMMA kernel (fp16 or bf16 operands, fp32
-// accumulation). Kernels: by default the pipelined mma.sync kernel of conv_mma.cuh (dense layers with batch <= 8
-// take the exact fp32 GEMV of conv_fp32.cuh); with CF_CONV_KERNELS=legacy (common.cuh) the WMMA kernel below.
-// Layout: activations stay fp32 NCHW in memory (so every other kernel is shared with the fp32 path); tiles are
+// `--precision fp16` / `bf16` on fp32 NCHW activations: the dispatchers and the legacy WMMA kernel (fp16 or bf16
+// operands, fp32 accumulation). A generated fp16/bf16 network runs these only with CF_CONV_KERNELS=nchw (the
+// pipelined mma.sync kernel of conv_mma.cuh; dense layers with batch <= 8 take the exact fp32 GEMV of conv_fp32.cuh)
+// or CF_CONV_KERNELS=legacy (the WMMA kernel below); by default it keeps T NHWC activations (conv_nhwc.cuh).
+// Layout: activations fp32 NCHW in memory (so every other kernel is shared with the fp32 path); tiles are
 // converted to T when they are staged into shared memory. Weights [cout][cin/groups][kh][kw], batch norm folded in.
 // Legacy block: 64 x 64 outputs, k slices of 32, 4 warps each owning 32 x 32 (2 x 2 fragments of 16 x 16 x 16).
 // Epilogue through shared memory: + bias, + residual, activation, coalesced NCHW stores.

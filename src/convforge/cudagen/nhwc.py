@@ -1,0 +1,263 @@
+"""fp16/bf16 networks with NHWC activations: tensor geometries, packed weights, tile choices and buffers.
+
+The native fp16/bf16 kernels (kernels/conv_nhwc.cuh, nhwc_ops.cuh) keep every activation in T (half or bfloat16)
+as N x H x W x cs, cs = channels rounded up to 8 so that the im2col loader moves 8 channels (16 bytes) per copy. The
+network input arrives fp32 NCHW and is converted once; a <= 4-channel input read only by convolutions gets cs = 4
+(8-byte copies) instead, so the stem's GEMM depth grows 3 -> 4 channels rather than 3 -> 8. Padded channels are
+written as 0 (or another finite value) and every consumer's packed weights are 0 there.
+
+A dense layer is a GEMM over the flat NHWC row of its input; its fp32 weights (PyTorch's NCHW flatten order) are
+packed at start-up as a convolution with the input's H x W as kernel, which permutes the columns into NHWC order, so
+no layout conversion runs before a classifier. The output layer reads the NCHW-flattened order and writes fp32.
+
+make_nhwc returns None and the reason for a network this layout cannot express exactly (a grouped convolution with
+channels per group not a multiple of 8, a batch norm or maxout over a flattened map, ...): it keeps the fp32 NCHW
+path, which handles every layer codegen supports.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from .plan import Op, Plan, assign_buffers
+
+BK = 32  # k slice of conv_nhwc.cuh; packed weight rows are a multiple of it
+ELEM_BYTES = 2  # half and bfloat16
+INDEX_LIMIT = (1 << 31) - 4096  # the kernels' 32-bit per-image and per-weight-tensor offsets
+GEMV_MAX_BATCH = 8  # dense layers up to this batch: one warp per output unit (gemv_nhwc)
+SMS = 132  # H100 / H200
+# tile (bm, bn) -> relative MMA rate per SM, from the shared-memory bytes per MMA of its warp tile (64x32 warps
+# reuse fragments more than 32x32 ones); all run 2 (4 for 64x64) CTAs per SM. A model for choosing, not a
+# measurement: benchmarks/nhwc_check.sh times the result.
+TILES = {(128, 128): 1.0, (128, 64): 0.8, (64, 128): 0.8, (64, 64): 0.6}
+TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
+BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
+
+
+def round8(v: int) -> int:
+    return (v + 7) // 8 * 8
+
+
+@dataclass(frozen=True)
+class Geom:
+    """How one activation tensor is stored: c real channels (features of a vector) of h x w pixels, cs per pixel."""
+
+    c: int
+    h: int
+    w: int
+    cs: int
+
+    @property
+    def hw(self) -> int:
+        return self.h * self.w
+
+    @property
+    def elems(self) -> int:  # per image
+        return self.hw * self.cs
+
+
+@dataclass(frozen=True)
+class Tile:
+    min_n: int  # used for batches >= min_n (and below the previous entry's min_n)
+    kind: str  # conv | gemv
+    bm: int = 0
+    bn: int = 0
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One conv/dense's weights packed into T [rows][kp] (kernels/nhwc_ops.cuh repack_weights)."""
+
+    weight: str  # the fp32 weight entry it is packed from
+    offset: int  # elements into the packed buffer
+    cout: int
+    rows: int
+    c: int
+    cs: int
+    kh: int
+    kw: int
+    kp: int
+
+
+@dataclass
+class NhwcPlan:
+    geom: dict[int, Geom]  # tensor id -> storage (the network input: its converted copy)
+    input_id: int  # the fp32 NCHW input tensor
+    x0_id: int  # its T NHWC copy
+    packs: dict[int, Pack] = field(default_factory=dict)  # op index -> packed weights
+    shapes: dict[int, list[int]] = field(default_factory=dict)  # op index -> NhwcShape fields
+    tiles: dict[int, list[Tile]] = field(default_factory=dict)  # op index -> launch per batch size
+    fp32_ids: set[int] = field(default_factory=set)  # stored as float: the logits the output layer reads
+    slot_of: dict[int, int] = field(default_factory=dict)
+    slot_bytes: list[int] = field(default_factory=list)  # per image
+    packed_elems: int = 0
+
+
+class _Refuse(Exception):
+    """A layer the NHWC layout cannot run exactly; the network keeps the fp32 NCHW path."""
+
+
+def _input_geom(plan: Plan, input_id: int) -> Geom:
+    c, h, w = plan.in_shape
+    readers = [op for op in plan.ops if any(t.id == input_id for t in op.inputs)]
+    if c <= 4 and all(op.kind == "conv" and not op.p["dense"] and op.p["groups"] == 1 for op in readers):
+        return Geom(c, h, w, 4)
+    if all(op.kind == "conv" and op.p["dense"] for op in readers):  # flattened: keep the NCHW order, no permutation
+        return Geom(c * h * w, 1, 1, round8(c * h * w))
+    return Geom(c, h, w, round8(c))
+
+
+def _need(ok: bool, op: Op, why: str) -> None:
+    if not ok:
+        raise _Refuse(f"{op.name} ({op.kind}): {why}")
+
+
+def _out_geom(op: Op, gx: Geom, geom: dict[int, Geom]) -> Geom:
+    """The storage of op's output, after checking that op's input is stored the way its kernel reads it."""
+    p = op.p
+    if op.kind == "conv" and p["dense"]:
+        _need(gx.c * gx.hw == p["cin"], op, "input size differs from the layer's")
+        return Geom(p["cout"], 1, 1, round8(p["cout"]))
+    if op.kind == "conv":
+        _need((gx.c, gx.h, gx.w) == (p["cin"], p["h"], p["w"]), op, "input shape differs from the layer's")
+        if p["groups"] > 1:
+            cin_g, cout_g = p["cin"] // p["groups"], p["cout"] // p["groups"]
+            _need(cin_g % 8 == 0 and cout_g % 8 == 0 and gx.cs == p["cin"], op, "channels per group not x8")
+        return Geom(p["cout"], p["ho"], p["wo"], round8(p["cout"]))
+    if op.kind == "pool":
+        _need((gx.c, gx.h, gx.w) == (p["c"], p["h"], p["w"]) and gx.cs % 8 == 0, op, "input is not its C x H x W map")
+        return Geom(gx.c, p["ho"], p["wo"], gx.cs)
+    if op.kind == "global_pool":
+        _need(gx.c == p["c"] and gx.hw == p["hw"] and gx.cs % 8 == 0, op, "input is not its C x H x W map")
+        return Geom(gx.c, 1, 1, gx.cs)
+    if op.kind == "scale_shift":
+        _need(not op.weights or (gx.c, gx.hw) == (p["c"], p["hw"]), op, "per-feature scale over a flattened map")
+        _need(gx.cs % 8 == 0, op, "input channels not padded to 8")
+        return gx
+    if op.kind == "add":
+        _need(geom[op.inputs[1].id] == gx and gx.cs % 8 == 0, op, "operands stored differently")
+        return gx
+    if op.kind == "maxout":
+        _need((gx.c, gx.hw) == (p["cout"] * p["pieces"], p["hw"]), op, "maxout over a flattened map")
+        return Geom(p["cout"], gx.h, gx.w, round8(p["cout"]))
+    size = gx.c * gx.hw  # softmax / sigmoid: a vector in NCHW-flatten order
+    return Geom(size, 1, 1, round8(size))
+
+
+def _geometries(plan: Plan, input_id: int, x0_id: int) -> dict[int, Geom]:
+    geom = {input_id: _input_geom(plan, input_id)}
+    for op in plan.ops:
+        gx = geom[op.inputs[0].id]
+        g = _out_geom(op, gx, geom)
+        if op.residual is not None:
+            _need(geom[op.residual.id] == g, op, "shortcut stored differently from the output")
+        _need(g.elems < INDEX_LIMIT and gx.elems < INDEX_LIMIT, op, "tensor too large for 32-bit offsets")
+        geom[op.out.id] = g
+    geom[x0_id] = geom[input_id]
+    return geom
+
+
+def conv_shape(op: Op, gx: Geom, gy: Geom) -> tuple[list[int], Pack]:
+    """NhwcShape fields (conv_nhwc.cuh) of a conv/dense op and how its weights are packed (offset 0)."""
+    p = op.p
+    if p["dense"]:  # a GEMM over the input's flat NHWC row; weights packed with the input's H x W as kernel
+        k = gx.elems
+        kp = math.ceil(k / BK) * BK
+        shape = [1, 1, k, k, p["cout"], gy.cs, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, k, kp]
+        return shape, Pack(op.weights["w"], 0, p["cout"], gy.cs, gx.c, gx.cs, gx.h, gx.w, kp)
+    cin_g = gx.cs if p["groups"] == 1 else p["cin"] // p["groups"]
+    k = p["kh"] * p["kw"] * cin_g
+    kp = math.ceil(k / BK) * BK
+    shape = [p["h"], p["w"], gx.cs, cin_g, p["cout"], gy.cs, p["ho"], p["wo"]]
+    shape += [p[key] for key in "kh kw sh sw ph pw dh dw groups".split()] + [k, kp]
+    c = p["cin"] // p["groups"]
+    return shape, Pack(op.weights["w"], 0, p["cout"], gy.cs, c, cin_g, p["kh"], p["kw"], kp)
+
+
+def _splits(blocks: int, kp: int, out_elems: int) -> int:
+    """splitk.cuh choose_splits, for the cost model."""
+    if blocks >= TARGET_BLOCKS // 2:
+        return 1
+    s = min(math.ceil(TARGET_BLOCKS / blocks), kp // (4 * BK), 32)
+    while s > 1 and s * out_elems > WS_FLOATS:
+        s -= 1
+    return max(s, 1)
+
+
+def tile_cost(bm: int, bn: int, rows_g: int, ncols: int, kp: int, groups: int) -> float:
+    """Modelled time of one launch, in MAC-slots of one SM: the busiest SM runs ceil(CTAs / SMs) CTAs, each its
+    whole padded tile over its k range, at the tile's rate; plus the split-K partial sums' round trip."""
+    rate = TILES[(bm, bn)]
+    blocks = math.ceil(ncols / bn) * math.ceil(rows_g / bm) * groups
+    splits = _splits(blocks, kp, ncols * rows_g * groups)
+    k_slice = math.ceil(kp / BK / splits) * BK
+    cost = math.ceil(blocks * splits / SMS) * bm * bn * k_slice / rate
+    if splits > 1:
+        cost += BYTE_COST * 8 * splits * ncols * rows_g * groups / SMS
+    return cost
+
+
+def choose_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool) -> list[Tile]:
+    """The launch for every batch size 1..max_batch as descending thresholds: the cheapest tile at batch 1, 2, 4,
+    ..., max_batch (ties: the larger tile), kept while the cheapest is under 10% better (fewer kernels to compile,
+    and the model is not that exact); dense layers up to GEMV_MAX_BATCH images take the GEMV."""
+    first = GEMV_MAX_BATCH + 1 if dense else 1
+    batches = sorted({b for b in [2**i for i in range(17)] + [first, max_batch] if first <= b <= max_batch})
+    runs: list[Tile] = []
+    for b in batches:
+        cost = {t: tile_cost(*t, rows_g, b * pixels, kp, groups) for t in TILES}
+        best = min(TILES, key=lambda t: (cost[t], -t[0] * t[1]))
+        keep = runs and cost[(runs[-1].bm, runs[-1].bn)] <= 1.1 * cost[best]
+        if not keep:
+            runs.append(Tile(b, "conv", *best))
+    if dense:
+        runs.append(Tile(1, "gemv"))
+    tiles = sorted(runs, key=lambda t: -t.min_n)
+    return [*tiles[:-1], Tile(1, tiles[-1].kind, tiles[-1].bm, tiles[-1].bn)]
+
+
+def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int) -> None:
+    offset = 0
+    for i, op in enumerate(plan.ops):
+        if op.kind != "conv":
+            continue
+        gx, gy = nplan.geom[op.inputs[0].id], nplan.geom[op.out.id]
+        shape, pack = conv_shape(op, gx, gy)
+        _need(pack.rows * pack.kp < INDEX_LIMIT, op, "weights too large for 32-bit offsets")
+        nplan.shapes[i] = shape
+        nplan.packs[i] = Pack(pack.weight, offset, *[getattr(pack, k) for k in "cout rows c cs kh kw kp".split()])
+        offset += math.ceil(pack.rows * pack.kp / 64) * 64  # 128-byte aligned tensors
+        rows_g, pixels = gy.cs // op.p["groups"], gy.hw
+        _need(pixels * max_batch < INDEX_LIMIT, op, "batch x pixels too large for the kernels")
+        tiles = choose_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, bool(op.p["dense"]))
+        if shape[3] % 8:  # the 4-channel stem: one tile (its max-batch one), one kernel less to compile
+            tiles = [Tile(1, "conv", tiles[0].bm, tiles[0].bn)]
+        nplan.tiles[i] = tiles
+    nplan.packed_elems = offset
+
+
+def _fp32_logits(plan: Plan) -> set[int]:
+    """The output layer's input, when a conv/dense writes it for that layer alone: kept fp32, as the NCHW path
+    does (bf16 logits of about 10 are off by up to 0.04; emulated alexnet 224 px: 1.6e-2 vs 1.3e-2 of probability)."""
+    src = plan.ops[-1].inputs[0].id
+    producer = next((op for op in plan.ops if op.out.id == src), None)
+    readers = [op for op in plan.ops if any(t.id == src for t in op.inputs)]
+    return {src} if producer is not None and producer.kind == "conv" and len(readers) == 1 else set()
+
+
+def make_nhwc(plan: Plan, max_batch: int) -> tuple[NhwcPlan | None, str]:
+    """The NHWC version of a plan (the same ops, tensors and weights), or None and why the network keeps NCHW."""
+    input_id = next(t.id for op in plan.ops for t in op.inputs if t.slot == -1)
+    x0_id = 1 + max(t.id for op in plan.ops for t in [*op.inputs, op.out])
+    try:
+        nplan = NhwcPlan(_geometries(plan, input_id, x0_id), input_id, x0_id)
+        _pack_all(plan, nplan, max_batch)
+    except _Refuse as e:
+        return None, str(e)
+    nplan.fp32_ids = _fp32_logits(plan)
+    steps = [([input_id], x0_id)]
+    steps += [([x0_id if t.id == input_id else t.id for t in op.inputs], op.out.id) for op in plan.ops]
+    sizes = {out: nplan.geom[out].elems * (4 if out in nplan.fp32_ids else ELEM_BYTES) for _, out in steps}
+    nplan.slot_of, nplan.slot_bytes = assign_buffers(steps, sizes, {input_id: -1, plan.ops[-1].out.id: -2})
+    return nplan, "nhwc"
