@@ -1,12 +1,14 @@
 """Pay the GPU's one-time start-up costs in a background thread while the data loads on the CPU.
 
 Why: the first run in a process (and the first on a machine) spent seconds before its first step on things that do
-not need the data: creating the CUDA context, loading cuDNN and cuBLAS, and compiling the Triton max-pool kernels
+not need the data: creating the CUDA context, loading cuDNN, and compiling the Triton max-pool kernels
 (~2 s once per machine; Triton then caches them on disk). The folder-fast recipe on a fresh H200 took 19.9 s of wall
 time on its first run against 12.5 s on later ones (benchmarks/results/train_speed_*_folder_triton_pool.md), while
 its decoding kept the CPU threads, not the GPU, busy for ~6 s. `train` starts this thread before `load_data` and
 joins it before building the Trainer; any failure here is ignored, since the training path meets (and reports) the
-same problem itself.
+same problem itself. No cuBLAS call here: each thread gets its own cuBLAS workspace (32 MiB on Hopper), which the
+runs then carried in their peaks (MNIST digits-cnn same recipe 223 MiB, 191 MiB without it: H200,
+train_speed_*_triton_adam.md vs *_warmup_no_cublas.md).
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ def _warm(device: torch.device, dtype: torch.dtype, pool: bool) -> None:
             x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
             w = torch.zeros(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
             F.conv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1).sum().backward()  # cuDNN
-            torch.zeros(8, 8, device=device, dtype=dtype) @ torch.zeros(8, 8, device=device, dtype=dtype)  # cuBLAS
             if pool and _kernels.available():
                 _kernels.compile_pool(dtype)
             torch.cuda.synchronize(device)
