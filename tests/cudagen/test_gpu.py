@@ -38,34 +38,22 @@ def test_matches_pytorch(projects, case, check_case):
 
 
 LEGACY_CASES = [("resnet18", "fp32", "native"), ("resnet18", "fp16", "native"), ("alexnet", "fp16", "native")]
-
-
-@pytest.mark.parametrize("case", LEGACY_CASES, ids=["-".join(c) for c in LEGACY_CASES])
-def test_legacy_kernels_match_pytorch(projects, case, gpu_images, record, monkeypatch):
-    """The previous kernels stay selectable (CF_CONV_KERNELS=legacy, common.cuh) and correct in the same binary."""
-    run, out, err = projects[case]
-    if err is not None:
-        raise err
-    monkeypatch.setenv("CF_CONV_KERNELS", "legacy")
-    images, source = gpu_images(ZOO_SHAPES[case[0]][0])
-    result = verify_project(run, out, case[1], images=images)
-    record(dict(model=case[0], backend=case[2], kernels="legacy", **result, images_from=source))
-
-
 NCHW_CASES = [("resnet18", "fp16", "native"), ("resnet18", "bf16", "native"), ("cifar10-fast", "fp16", "native")]
+OTHER_KERNELS = [("legacy", c) for c in LEGACY_CASES] + [("nchw", c) for c in NCHW_CASES]
 
 
-@pytest.mark.parametrize("case", NCHW_CASES, ids=["-".join(c) for c in NCHW_CASES])
-def test_nchw_kernels_match_pytorch(projects, case, gpu_images, record, monkeypatch):
-    """fp16/bf16 with fp32-NCHW activations (the pipelined kernels before the NHWC layers) stays selectable
-    (CF_CONV_KERNELS=nchw) and correct in the same binary."""
+@pytest.mark.parametrize("kernels, case", OTHER_KERNELS, ids=[f"{k}-{'-'.join(c)}" for k, c in OTHER_KERNELS])
+def test_other_kernels_match_pytorch(projects, kernels, case, gpu_images, record, monkeypatch):
+    """The earlier kernels stay selectable in the same binary and correct (common.cuh): CF_CONV_KERNELS=legacy, the
+    single-stage ones; CF_CONV_KERNELS=nchw, fp16/bf16 with fp32-NCHW activations (the pipelined kernels before the
+    NHWC layers)."""
     run, out, err = projects[case]
     if err is not None:
         raise err
-    monkeypatch.setenv("CF_CONV_KERNELS", "nchw")
+    monkeypatch.setenv("CF_CONV_KERNELS", kernels)
     images, source = gpu_images(ZOO_SHAPES[case[0]][0])
     result = verify_project(run, out, case[1], images=images)
-    record(dict(model=case[0], backend=case[2], kernels="nchw", **result, images_from=source))
+    record(dict(model=case[0], backend=case[2], kernels=kernels, **result, images_from=source))
 
 
 MEMCHECK = [("digits-cnn", "fp32", "native"), ("resnet18", "fp16", "native"), ("cifar10-fast", "fp16", "native")]

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ..models._kernels import available
+from ..models._kernels import available, cdiv
 
 BIG = 16384  # elements from which a tensor goes to the Triton kernel (a fused chunk then takes >= 8 iterations)
 BLOCK = 1024
@@ -73,7 +73,7 @@ def adam_update(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, 
     kernel = _adam_kernel()
     if param.is_cuda and not torch.cuda.is_current_stream_capturing():
         _compile_both_lr_kinds(kernel, args, options)
-    kernel[(triton_cdiv(n, BLOCK),)](*args, LR_TENSOR=lr_t, **options)
+    kernel[(cdiv(n, BLOCK),)](*args, LR_TENSOR=lr_t, **options)
 
 
 _COMPILED: set[tuple] = set()
@@ -90,10 +90,6 @@ def _compile_both_lr_kinds(kernel, args: tuple, options: dict) -> None:
         call = (*args[:4], lr_tensor if lr_t else args[4], *args[5:])
         kernel.warmup(*call, LR_TENSOR=lr_t, grid=(1,), **options)
     _COMPILED.add(key)
-
-
-def triton_cdiv(a: int, b: int) -> int:
-    return -(-a // b)
 
 
 class _BigTensorsInTriton:
@@ -120,24 +116,19 @@ class _BigTensorsInTriton:
                 group["params"] = params
         decoupled = isinstance(self, torch.optim.AdamW) or self.defaults.get("decoupled_weight_decay", False)
         for group, big in zip(self.param_groups, bigs):
-            states = [self._state_for(p, group) for p in big]
-            steps = [s["step"] for s in states]
-            if steps and steps[0].is_cuda:
-                torch._foreach_add_(steps, 1.0)
-            else:
-                for s in steps:
-                    s.add_(1.0)
+            states = [self._state_for(p) for p in big]
+            if states:
+                torch._foreach_add_([s["step"] for s in states], 1.0)
             for p, s in zip(big, states):
                 adam_update(p, p.grad, s["exp_avg"], s["exp_avg_sq"], s["step"], group["lr"], group["betas"],
                             group["eps"], group["weight_decay"], decoupled)  # fmt: skip
         return loss
 
-    def _state_for(self, p: torch.Tensor, group: dict) -> dict:
-        """torch.optim.Adam's state for `p` (created as Adam's _init_group does: step on the device if capturable)."""
+    def _state_for(self, p: torch.Tensor) -> dict:
+        """torch.optim.Adam's state for `p`, created as its _init_group does for fused=True (step on the device)."""
         state = self.state[p]
         if not state:
-            on_device = group["capturable"] or group["fused"]
-            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device if on_device else "cpu")
+            state["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
             state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state

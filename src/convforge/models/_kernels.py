@@ -89,11 +89,16 @@ def compile_pool(dtype: torch.dtype, kh: int = 2, kw: int = 2) -> None:
     backward.warmup(dtype, torch.int8, dtype, *sizes, **options)
 
 
+def cdiv(a: int, b: int) -> int:
+    """Blocks of `b` needed to cover `a` (a launch grid's size)."""
+    return -(-a // b)
+
+
 def _launch(kernel, tensors: tuple[torch.Tensor, ...], shape: tuple[int, ...], kh: int, kw: int) -> None:
     n, c, h, w = shape
     ho, wo = h // kh, w // kw
     positions = n * ho * wo
-    grid = (-(-positions // BLOCK_P), -(-c // BLOCK_C))
+    grid = (cdiv(positions, BLOCK_P), cdiv(c, BLOCK_C))
     kernel[grid](*tensors, positions, ho, wo, h, w, c, KH=kh, KW=kw, BP=BLOCK_P, BC=BLOCK_C, num_warps=4)
 
 
