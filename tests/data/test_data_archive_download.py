@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import io
 import stat
 import tarfile
+import time
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -13,9 +15,9 @@ from pathlib import Path
 import pytest
 from data_helpers import make_classes
 
-from convforge.data import DataConfig, load_data
+from convforge.data import DataConfig, _archive, load_data
 from convforge.data import _download as dl
-from convforge.data._archive import safe_extract
+from convforge.data._archive import extract_once, safe_extract
 from convforge.errors import DataError
 
 _KINDS = (("images", 3), ("labels", 1))
@@ -70,6 +72,26 @@ def test_archive_source_loads_and_caches(tmp_path: Path) -> None:
     first = load_data(DataConfig(source=str(archive)), progress=False)
     assert first.classes == ["cats", "dogs"] and first.info["archive"] == str(archive.resolve())
     assert load_data(DataConfig(source=str(archive)), progress=False).info["cache"]["hit"] is True
+
+
+def test_concurrent_extract_once_extracts_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ranks of a multi-GPU run extract the same archive at once: one extracts, the others wait for it
+    (before the lock, one rank's rmtree of the finished folder pulled files from under another's decoding)."""
+    archive = _tar(tmp_path / "set.tar.gz", [_info(f"train/c{i % 2}/{i}.jpg") for i in range(40)])
+    calls, real = [], _archive.safe_extract
+
+    def slow_extract(src: Path, dest: Path) -> None:
+        calls.append(dest)
+        time.sleep(0.2)  # the others arrive while this one is still extracting
+        real(src, dest)
+
+    monkeypatch.setattr(_archive, "safe_extract", slow_extract)
+    dest = tmp_path / "cache" / "set"
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:  # flock excludes other open files in one process too
+        done = list(pool.map(lambda _: extract_once(archive, dest), range(4)))
+    assert done == [dest] * 4 and len(calls) == 1
+    assert sorted(p.name for p in dest.rglob("*.jpg")) == sorted(f"{i}.jpg" for i in range(40))
+    assert [p.name for p in dest.parent.iterdir() if p.name.startswith(".set.") and p.is_dir()] == []
 
 
 def test_offline_error_names_files_and_places(tmp_path: Path, _isolated_cache: Path) -> None:

@@ -108,6 +108,20 @@ def test_hybrid_equals_one_device_on_alexnet_cifar(tmp_path, cache_dir):
     assert_same(three.run.state_dict(), second)
 
 
+@pytest.mark.parametrize("parallel", ["data", "hybrid"])
+def test_cifar_fast_recipe_trains_on_two_processes(parallel, tmp_path, cache_dir):
+    """The recipe freezes its whitening conv before DDP/hybrid wraps the model (frozen after wrapping, DDP waited
+    for its gradient and stopped at the second step); every rank whitens with the same images."""
+    source = make_folder(tmp_path / "cifar-shapes", per_class=12, size=16)  # "cifar" in the name: cifar10-fast
+    kw = quiet(epochs=2, batch_size=8, cache_dir=str(cache_dir), recipe="fast")
+    one = convforge.train(str(source), out=str(tmp_path / "one"), **kw)
+    two = convforge.train(str(source), out=str(tmp_path / "two"), procs=2, parallel=parallel, **kw)
+    assert one.run.config_dict()["model"] == two.run.config_dict()["model"] == "cifar10-fast"
+    assert len(two.history) == 2 and 0 <= two.test_accuracy <= 1
+    whitening = one.run.state_dict()["layers.0.weight"]
+    assert whitening.shape == (24, 3, 2, 2) and torch.equal(two.run.state_dict()["layers.0.weight"], whitening)
+
+
 def test_killed_rank_ends_the_job_with_one_line_and_exit_2(lenet, tmp_path, monkeypatch, capsys):
     from convforge.cli import main
 

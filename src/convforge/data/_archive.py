@@ -6,6 +6,7 @@ FIFOs. tarfile's ``filter='data'`` is used where Python has it, on top of our ow
 
 from __future__ import annotations
 
+import fcntl
 import shutil
 import stat
 import tarfile
@@ -72,19 +73,31 @@ def safe_extract(archive: Path, dest: Path) -> None:
 
 
 def extract_once(archive: Path, dest: Path) -> Path:
-    """Extract into ``dest`` unless a finished extraction is already there (marker file); return ``dest``."""
+    """Extract into ``dest`` unless a finished extraction is already there (marker file); return ``dest``.
+
+    An exclusive lock beside ``dest`` serializes processes that extract the same archive at once (the ranks of a
+    multi-GPU run, two trainings): one extracts, the others wait and find the marker.
+    """
     marker = dest / ".convforge-extracted"
     stamp = f"{archive.resolve()} {archive.stat().st_size} {archive.stat().st_mtime_ns}"
-    if marker.is_file() and marker.read_text() == stamp:
+    if _finished(marker, stamp):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
-    try:
-        safe_extract(archive, tmp)
-        (tmp / marker.name).write_text(stamp)
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)  # atomic: a killed extraction never looks finished
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process is killed
+        if _finished(marker, stamp):
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+        try:
+            safe_extract(archive, tmp)
+            (tmp / marker.name).write_text(stamp)
+            if dest.exists():
+                shutil.rmtree(dest)
+            tmp.rename(dest)  # atomic: a killed extraction never looks finished
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return dest
+
+
+def _finished(marker: Path, stamp: str) -> bool:
+    return marker.is_file() and marker.read_text() == stamp

@@ -21,9 +21,10 @@ import math
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
@@ -34,6 +35,7 @@ from ..inference import resolve_device
 from ..run import Run
 from .solvers import DEFAULT_LR
 
+T = TypeVar("T")
 FAULT_ENV = "CONVFORGE_DIST_FAULT"  # fault injection for tests: "kill:RANK:EPOCH" or "hang:RANK:EPOCH"
 
 
@@ -208,7 +210,9 @@ def init_from_env(cfg) -> None:
     device = train_device(cfg)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(seconds=cfg.dist_timeout_s))
+    backend, timeout = ("nccl" if device.type == "cuda" else "gloo"), timedelta(seconds=cfg.dist_timeout_s)
+    # device_id binds NCCL to this rank's GPU (barrier() and the communicator need not guess it from the rank)
+    dist.init_process_group(backend, timeout=timeout, device_id=device if device.type == "cuda" else None)
     atexit.register(_destroy)
 
 
@@ -220,6 +224,20 @@ def _destroy() -> None:
 def barrier() -> None:
     if world_size() > 1:
         dist.barrier()
+
+
+def local_main_first(fn: Callable[[], T]) -> T:
+    """`fn()` on each machine's local rank 0 first, then on the other ranks: the first fills the data cache
+    (extraction, decoding) that the others then read, instead of every rank decoding the same images at once."""
+    if world_size() == 1:
+        return fn()
+    first = int(os.environ.get("LOCAL_RANK", "0")) == 0
+    if not first:
+        barrier()
+    result = fn()
+    if first:
+        barrier()
+    return result
 
 
 def trainer_config(cfg):

@@ -27,7 +27,7 @@ from . import distributed, warmup
 from .augment import AlternateFlip, Augment, augment_batch
 from .checkpoint import TrainState, load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .fast import fast_path, use_graphs
+from .fast import fast_path, prepare_model, use_graphs
 from .lookahead import Lookahead
 from .progress import EpochProgress
 from .schedules import make_scheduler
@@ -133,6 +133,7 @@ class Trainer:
         self.x_train = train.images if self.stream is not None else train.images.to(self.device, memory_format=layout)
         self.y_train = train.labels.to(self.device)
         self.steps_per_epoch = -(-len(self.y_train) // cfg.batch_size)
+        prepare_model(self)  # a recipe's changes to the bare model (engine/fast/)
         self.par = distributed.parallelize(self)  # DDP / hybrid wrapping and the loop's hooks (engine/distributed.py)
         fused = self.device.type == "cuda"
         self.optimizer = make_optimizer(
@@ -373,7 +374,7 @@ def train(
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)  # fail before loading data
     warming = warmup.start(cfg, device) if distributed.world_size() == 1 else None
-    splits = load_data(cfg_to_data(cfg), progress=progress is not False)
+    splits = distributed.local_main_first(lambda: load_data(cfg_to_data(cfg), progress=progress is not False))
     _report_skipped(splits, log)
     if warming is not None:
         warming.join()

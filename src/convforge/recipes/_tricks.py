@@ -1,4 +1,4 @@
-"""Recipe tricks that act on a built Trainer (through engine.fast.SETUP) or on its final model.
+"""Recipe tricks that act on a Trainer (through engine.fast.MODEL_SETUP / SETUP) or on its final model.
 
 Learned from public descriptions of the CIFAR-10 speed runs (David Page's "How to train your ResNet" posts and
 KellerJordan/cifar10-airbench): a frozen first conv that whitens 2x2 patches, logits scaled down by a constant,
@@ -35,7 +35,7 @@ def whiten_first_conv(tr: Trainer, images: int = 5000, eps: float = 5e-4) -> Non
     if conv.weight.shape[0] != 2 * len(w):
         raise ValueError(f"the whitening conv needs {2 * len(w)} filters, not {conv.weight.shape[0]}")
     conv.weight.copy_(torch.cat([w, -w]).float())
-    conv.weight.requires_grad_(False)  # no grad, so the solver skips it (it was built before this hook ran)
+    conv.weight.requires_grad_(False)  # no grad: the solver skips it and DDP (which wraps after this) leaves it out
 
 
 def scale_head(tr: Trainer, factor: float) -> None:

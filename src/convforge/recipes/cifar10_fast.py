@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..engine.fast import SETUP
+from ..engine.fast import MODEL_SETUP, SETUP
 from ..models import MODELS
 from ._common import block, head, run_recipe
 from ._tricks import scale_head, scale_norm_bias_lr, tta_accuracy, whiten_first_conv
@@ -50,7 +50,6 @@ _TRAINERS: list = []  # the run's trainer, held from setup to the TTA measuremen
 
 
 def setup(tr) -> None:
-    whiten_first_conv(tr)
     if TRICKS["logit_scale"] != 1:
         scale_head(tr, TRICKS["logit_scale"])
     if TRICKS["bias_lr"] != 1:
@@ -59,6 +58,7 @@ def setup(tr) -> None:
 
 
 SETUP[NAME] = setup
+MODEL_SETUP[NAME] = whiten_first_conv  # frozen before DDP wraps the model (it fixes the trained parameters then)
 
 
 @MODELS.register(NAME)

@@ -2,8 +2,10 @@
 
 `fast_path(trainer)` picks the mode: captured multi-step graphs when the device is CUDA and the step is graph-safe,
 else None (the loop then calls the eager reference). `--cuda-graphs/--no-cuda-graphs` and `--compile` override it.
-`SETUP` holds recipe hooks by model name (e.g. cifar10-fast's frozen whitening conv), run once on the new trainer,
-before its optimizer takes a step, on CPU and GPU alike.
+Recipe hooks by model name, on CPU and GPU alike: `MODEL_SETUP` runs on the bare model, before DDP/hybrid
+wrapping and before the optimizer is made (e.g. cifar10-fast's frozen whitening conv: DDP fixes the set of trained
+parameters when it wraps); `SETUP` runs once on the finished trainer, before its optimizer takes a step (e.g. param
+groups).
 """
 
 from __future__ import annotations
@@ -18,8 +20,26 @@ from .graph import GraphStep, advance, chunk_steps, graph_safe
 if TYPE_CHECKING:
     from ..loop import Trainer
 
-__all__ = ["SETUP", "GraphStep", "advance", "chunk_steps", "fast_path", "graph_safe", "use_graphs"]
+__all__ = [
+    "MODEL_SETUP",
+    "SETUP",
+    "GraphStep",
+    "advance",
+    "chunk_steps",
+    "fast_path",
+    "graph_safe",
+    "prepare_model",
+    "use_graphs",
+]
 SETUP: dict[str, Callable[[Trainer], None]] = {}
+MODEL_SETUP: dict[str, Callable[[Trainer], None]] = {}
+
+
+def prepare_model(trainer: Trainer) -> None:
+    """The recipe's MODEL_SETUP hook, if any (Trainer.__init__ calls it before wrapping the model)."""
+    hook = MODEL_SETUP.get(str(trainer.cfg.model))
+    if hook is not None:
+        hook(trainer)
 
 
 def use_graphs(cfg, device: torch.device, streaming: bool = False) -> bool:
