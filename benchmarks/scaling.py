@@ -3,14 +3,22 @@
     export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
     PYTHONPATH=src python benchmarks/scaling.py --gpus 1,2            # 4,8 on bigger machines
     PYTHONPATH=src python benchmarks/scaling.py --device cpu --gpus 1,2 --quick   # a dry run on CPU processes
+    PYTHONPATH=src python benchmarks/scaling.py --gpus 1,2,4 --workloads cifar-fast --cifar CIFAR_JPG_TAR_GZ
 
 For each GPU count one torch.distributed launch runs every (model, workload, mode) in turn through the normal
 `train()` (DDP or hybrid, rank 0 writes the Run). Workloads are synthetic, learnable images (a per-class random
 low-frequency pattern plus noise), held in memory: "imagenette" (224 px, 10 classes) and "cifar" (32 px, 10
 classes). Weak scaling: the batch is per GPU (--batch-scope per-gpu) with the linear lr scaling rule (--scale-lr),
-so N GPUs take N times the global batch. All runs use the eager step (no CUDA graphs: DDP disables them), so the
+so N GPUs take N times the global batch; --warmup E ramps the lr up over E epochs (Goyal et al.'s gradual warm-up,
+which the large lrs of 4 and 8 GPUs need). All runs use the eager step (no CUDA graphs: DDP disables them), so the
 ratio compares the same step. images/s is the median over epochs after the first (cuDNN autotuning, warm-up);
 time-to-accuracy is the training time until the validation accuracy first reaches --target.
+
+The workload "cifar-fast" is the real CIFAR-10 fast recipe (`convforge train CIFAR --recipe fast`) on the JPEG
+training images (10,000 held out) instead: strong scaling, its global batch of 1024 and its lr unchanged, split
+over the GPUs, so accuracy stays comparable; its accuracy is the held-out test accuracy (with TTA) and its time to
+target the whole training time when that accuracy reaches --fast-target. On 1 GPU it runs twice: the eager step
+(the step DDP runs, the speed-up's base) and the default captured step ("single+graphs").
 
 Writes benchmarks/results/scaling_<device>_<date>.json (device, versions, date, rows) and .md (table).
 """
@@ -71,12 +79,18 @@ def synthetic_splits(size: int, n_train: int, n_val: int, classes: int = 10, see
 
 
 # -- one launch per GPU count -----------------------------------------------------------------------------
-def worker(plan: list[dict], sizes: dict, device: str, out_root: str) -> list[dict]:
+def worker(plan: list[dict], sizes: dict, device: str, out_root: str, cifar: str = "") -> list[dict]:
     """Every configuration of the plan, in this rank; rank 0 returns the rows."""
     import convforge.engine.loop as loop
 
     rows, cache = [], {}
+    real_load_data = loop.load_data
     for item in plan:
+        if item["workload"] == "cifar-fast":
+            loop.load_data = real_load_data
+            rows.append(fast_recipe_row(item, cifar, device, out_root))
+            _keep_row(out_root, rows[-1])
+            continue
         size, n_train, n_val, batch = sizes[item["workload"]]
         key = item["workload"]
         if key not in cache:
@@ -85,16 +99,49 @@ def worker(plan: list[dict], sizes: dict, device: str, out_root: str) -> list[di
         loop.load_data = lambda cfg, progress=True, _s=cache[key]: _s  # noqa: B023 (bound per item)
         options = dict(RECIPE[item["model"]], model=item["model"], source=f"synthetic-{key}", epochs=item["epochs"])
         options.update(batch_size=batch, batch_scope="per-gpu", scale_lr=True, schedule="constant")
+        options.update(warmup_epochs=item["warmup_epochs"])
         options.update(parallel=item["mode"] if item["mode"] != "single" else "data", cuda_graphs=False)
         options.update(device=device, out=f"{out_root}/{item['model']}-{key}-{item['mode']}-{item['gpus']}")
         log = print if os.environ.get("RANK", "0") == "0" else (lambda s: None)
         log(f"== {item['model']} {key} {item['mode']} on {item['gpus']} {'GPU' if device != 'cpu' else 'process'}(s)")
         result = loop.train(loop.TrainConfig(**options), progress=False, log=log)
         rows.append(summarize(item, result.history, batch * item["gpus"], item["target"]))
-        if os.environ.get("RANK", "0") == "0":  # each row as it comes: a run cut short keeps what it measured
-            with open(f"{out_root}.rows.jsonl", "a") as f:
-                f.write(json.dumps(rows[-1]) + "\n")
+        _keep_row(out_root, rows[-1])
     return rows
+
+
+def _keep_row(out_root: str, row: dict) -> None:
+    if os.environ.get("RANK", "0") == "0":  # each row as it comes: a run cut short keeps what it measured
+        with open(f"{out_root}.rows.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def fast_recipe_row(item: dict, cifar: str, device: str, out_root: str) -> dict:
+    """The CIFAR-10 fast recipe as a user runs it, in this rank of the launch (strong scaling: batch 1024 global)."""
+    from convforge.api import train
+
+    log = print if os.environ.get("RANK", "0") == "0" else (lambda s: None)
+    log(f"== cifar10-fast {item['mode']} on {item['gpus']} {'GPU' if device != 'cpu' else 'process'}(s)")
+    options = dict(device=device, out=f"{out_root}/cifar-fast-{item['mode']}-{item['gpus']}".replace("+", "-"))
+    options.update(parallel="hybrid" if item["mode"] == "hybrid" else "data")
+    if item["mode"] != "single+graphs":
+        options.update(cuda_graphs=False)
+    if item.get("epochs_fast"):
+        options.update(epochs=item["epochs_fast"])
+    result = train(cifar, recipe="fast", progress=False, log=log, **options)
+    history, acc = result.history, result.test_accuracy or 0.0
+    train_time = sum(row["time_s"] for row in history)
+    rates = [row["images_per_s"] for row in history[1:]] or [history[0]["images_per_s"]]
+    return {
+        **{k: item[k] for k in ("model", "workload", "mode", "gpus")},
+        "global_batch": 1024,
+        "images_per_s": round(statistics.median(rates), 1),
+        "epoch_time_s": [row["time_s"] for row in history],
+        "time_to_target_s": round(train_time, 2) if acc >= item["fast_target"] else None,
+        "target_val_acc": item["fast_target"],
+        "final_val_acc": round(acc, 4),
+        "train_time_s": round(train_time, 2),
+    }
 
 
 def summarize(item: dict, history: list[dict], global_batch: int, target: float) -> dict:
@@ -107,6 +154,7 @@ def summarize(item: dict, history: list[dict], global_batch: int, target: float)
     return {
         **{k: item[k] for k in ("model", "workload", "mode", "gpus")},
         "global_batch": global_batch,
+        "warmup_epochs": item.get("warmup_epochs", 0),
         "images_per_s": round(statistics.median(rates), 1),
         "epoch_time_s": [row["time_s"] for row in history],
         "time_to_target_s": reached,
@@ -115,12 +163,14 @@ def summarize(item: dict, history: list[dict], global_batch: int, target: float)
     }
 
 
-def launch(n: int, plan: list[dict], sizes: dict, device: str, out_root: str) -> list[dict]:
+def launch(n: int, plan: list[dict], sizes: dict, device: str, out_root: str, cifar: str) -> list[dict]:
     from torch.distributed.launcher.api import elastic_launch
 
     from convforge.engine.distributed import local_launch_config
 
-    return elastic_launch(local_launch_config(n, "scaling"), worker)(plan, sizes, device, out_root)[0]
+    if n == 1:  # one process needs no launcher; also the only way the captured (CUDA graph) step runs
+        return worker(plan, sizes, device, out_root, cifar)
+    return elastic_launch(local_launch_config(n, "scaling"), worker)(plan, sizes, device, out_root, cifar)[0]
 
 
 # -- report -----------------------------------------------------------------------------------------------
@@ -141,11 +191,14 @@ def environment(device: str) -> dict:
 
 
 def markdown(env: dict, rows: list[dict]) -> str:
-    base = {(r["model"], r["workload"]): r["images_per_s"] for r in rows if r["gpus"] == 1}
+    base = {(r["model"], r["workload"]): r["images_per_s"] for r in rows if r["mode"] == "single"}
     lines = [
         f"# Multi-GPU scaling ({env['device']}, torch {env['torch']}, {env['date'][:10]})",
         "",
-        "Weak scaling: per-GPU batch, lr x GPUs. Synthetic learnable images; eager step (no CUDA graphs).",
+        "Weak scaling: per-GPU batch, lr x GPUs. Synthetic learnable images; eager step (no CUDA graphs)."
+        + "".join(sorted({f" lr warm-up: {r['warmup_epochs']:g} epoch(s)." for r in rows if r.get("warmup_epochs")})),
+        "cifar-fast: the CIFAR-10 fast recipe on the JPEG training images, strong scaling (global batch 1024);",
+        "its accuracy is on the 10,000 held-out images (with TTA) and its time is the whole training time.",
         "",
         "| model | workload | mode | GPUs | global batch | images/s | speed-up | time to target (s) | final val acc |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -169,11 +222,16 @@ def main() -> None:
     p.add_argument("--workloads", default="imagenette,cifar")
     p.add_argument("--modes", default="data,hybrid", help="modes for more than one GPU")
     p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--warmup", type=float, default=0.0, help="epochs of linear lr warm-up (large global batches)")
     p.add_argument("--target", type=float, default=0.9, help="validation accuracy for time-to-accuracy")
+    p.add_argument("--cifar", default="cifar10", help="CIFAR-10 source of the cifar-fast workload")
+    p.add_argument("--fast-target", type=float, default=0.875, help="held-out accuracy target of cifar-fast")
+    p.add_argument("--fast-epochs", type=int, default=0, help="cifar-fast epochs (0: the recipe's)")
     p.add_argument("--device", default="cuda", help="cuda, or cpu for a dry run on CPU processes")
     p.add_argument("--quick", action="store_true", help="tiny workloads (a dry run)")
     p.add_argument("--runs", default="/tmp/convforge-scaling", help="where the Run folders go")
     p.add_argument("--results", default="benchmarks/results")
+    p.add_argument("--tag", default="", help="appended to the result files' names")
     p.add_argument("--data-scale", type=float, default=1.0, help="multiply each workload's training images")
     p.add_argument("--batch-per-gpu", type=int, default=0, help="override each workload's per-GPU batch")
     a = p.parse_args()
@@ -183,17 +241,18 @@ def main() -> None:
     }
     rows = []
     for n in [int(v) for v in a.gpus.split(",")]:
-        modes = ["single"] if n == 1 else a.modes.split(",")
-        plan = [
-            dict(model=m, workload=w, mode=mode, gpus=n, epochs=a.epochs, target=a.target)
-            for w in a.workloads.split(",")
-            for m in a.models.split(",")
-            for mode in modes
-        ]
-        rows += launch(n, plan, sizes, a.device, f"{a.runs}/{uuid.uuid4().hex[:6]}")
+        plan = []
+        for w in a.workloads.split(","):
+            modes = a.modes.split(",") if n > 1 else ["single"] + (["single+graphs"] if w == "cifar-fast" else [])
+            for m in ["cifar10-fast"] if w == "cifar-fast" else a.models.split(","):
+                item = dict(model=m, workload=w, gpus=n, epochs=a.epochs, target=a.target, warmup_epochs=a.warmup)
+                item.update(fast_target=a.fast_target, epochs_fast=a.fast_epochs)
+                plan += [dict(item, mode=mode) for mode in modes]
+        rows += launch(n, plan, sizes, a.device, f"{a.runs}/{uuid.uuid4().hex[:6]}", a.cifar)
     env = environment(a.device)
     tag = re.sub(r"[^a-z0-9]+", "-", env["device"].lower()).strip("-")
-    stem = Path(a.results) / f"scaling_{tag}_{dt.date.today():%Y%m%d}{'_quick' if a.quick else ''}"
+    suffix = ("_quick" if a.quick else "") + (f"_{a.tag}" if a.tag else "")
+    stem = Path(a.results) / f"scaling_{tag}_{dt.date.today():%Y%m%d}{suffix}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps({**env, "argv": sys.argv[1:], "rows": rows}, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(env, rows))
