@@ -1,16 +1,18 @@
 """Generated CUDA program vs PyTorch eager, torch.compile (max-autotune) and ONNX Runtime CUDA, same GPU and model.
 
     PYTHONPATH=src python benchmarks/codegen_speed.py [--models digits-cnn alexnet resnet18] [--batches 1 32 256]
-        [--variants native-fp32 native-tf32 native-fp16 cudnn-fp32 cudnn-tf32] [--compile-batches 256] [--iters 100]
-        [--no-onnx] [--workdir DIR [--build-only]] [--cudnn-find]
+        [--variants native-fp32 native-tf32 native-fp16 cudnn-fp32 cudnn-tf32 cudnn-fp16] [--compile-batches 256]
+        [--iters 100] [--no-onnx] [--workdir DIR [--build-only]] [--cudnn-find]
+        [--compile-dtype fp32|fp16] [--compile-conv-backends ATEN]
 
 Latency per forward pass with the input already on the GPU (CUDA events; median and p99 of --iters after warm-up)
 and images/s = batch / median. Random seeded weights (speed does not depend on training). Variants are
-BACKEND-PRECISION of the generated program: native-{fp32,tf32,fp16,bf16}, cudnn-{fp32,tf32} (cuDNN algorithms from
-its heuristics, or timed with --cudnn-find). `torch eager fp32` is PyTorch's default (cuDNN may use TF32);
-`torch eager fp32 strict` turns TF32 off, like `--precision fp32`. --workdir keeps the generated projects so that a
-`--build-only` run (CPU) can overlap other work and a later run only times them. Results are merged into
-benchmarks/results/codegen_speed.json / .md: a new row replaces the row of the same model, implementation, batch.
+BACKEND-PRECISION of the generated program: native-{fp32,tf32,fp16,bf16}, cudnn-{fp32,tf32,fp16,bf16} (cuDNN
+algorithms from its heuristics, or timed with --cudnn-find; fp16/bf16 on NHWC activations). `torch eager fp32` is
+PyTorch's default (cuDNN may use TF32); `torch eager fp32 strict` turns TF32 off, like `--precision fp32`.
+--workdir keeps the generated projects so that a `--build-only` run (CPU) can overlap other work and a later run only
+times them. Results are merged into benchmarks/results/codegen_speed.json / .md: a new row replaces the row of the
+same model, implementation, batch.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from convforge.cudagen.bench import bench_project  # noqa: E402
 
 SHAPES = {"digits-cnn": ((1, 28, 28), 10), "alexnet": ((3, 224, 224), 10), "resnet18": ((3, 224, 224), 10)}
 RESULTS = Path(__file__).parent / "results"
-VARIANTS = ("native-fp32", "native-tf32", "native-fp16", "cudnn-fp32", "cudnn-tf32")
+VARIANTS = ("native-fp32", "native-tf32", "native-fp16", "cudnn-fp32", "cudnn-tf32", "cudnn-fp16")
+CHOICES = (*VARIANTS, "native-bf16", "cudnn-bf16")
 
 
 def time_torch(fn, x: torch.Tensor, iters: int) -> dict:
@@ -130,15 +133,27 @@ def bench_model(name: str, args, tmp: Path, run, outs: dict) -> list[dict]:
                          p99_ms=ms[int(len(ms) * 0.99) - 1], images_per_s=batch * 1000 / ms[len(ms) // 2]))  # fmt: skip
     if why:
         print(f"{name}: onnxruntime skipped ({why})", flush=True)
+    import torch._inductor.config as inductor_config
+
+    if args.compile_conv_backends:  # Triton conv autotuning took ~90 s per resnet18 layer (fp32, H200)
+        inductor_config.max_autotune_conv_backends = args.compile_conv_backends
+    label = f"torch.compile {args.compile_mode}"
+    if args.compile_dtype == "fp16":
+        model = model.half().to(memory_format=torch.channels_last)
+        label += " fp16"
+    if args.compile_conv_backends:
+        label += f" (conv: {args.compile_conv_backends})"
     for batch in args.compile_batches:
         t0 = time.time()
         compiled = torch.compile(model, mode=args.compile_mode)
         x = torch.randn(batch, *in_shape, device="cuda")
+        if args.compile_dtype == "fp16":
+            x = x.half().contiguous(memory_format=torch.channels_last)
         with torch.no_grad():
             compiled(x)
         secs = time.time() - t0
         timing = time_torch(compiled, x, args.iters)
-        rows.append(dict(model=name, impl=f"torch.compile {args.compile_mode}", batch=batch, compile_s=secs, **timing))
+        rows.append(dict(model=name, impl=label, batch=batch, compile_s=secs, **timing))
         torch._dynamo.reset()
     return rows
 
@@ -187,9 +202,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=list(SHAPES), choices=list(SHAPES))
     ap.add_argument("--batches", nargs="+", type=int, default=[1, 32, 256])
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(CHOICES))
     ap.add_argument("--compile-batches", nargs="*", type=int, default=[256])
     ap.add_argument("--compile-mode", default="max-autotune")
+    ap.add_argument(
+        "--compile-dtype",
+        choices=["fp32", "fp16"],
+        default="fp32",
+        help="fp16: the model in half precision, channels_last (the fair rival of the fp16 programs)",
+    )
+    ap.add_argument(
+        "--compile-conv-backends",
+        default="",
+        help="inductor's max_autotune_conv_backends, e.g. ATEN (cuDNN only: no Triton conv autotuning)",
+    )
     ap.add_argument("--iters", type=int, default=100)
     ap.add_argument("--onnx", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--cudnn-find", action="store_true", help="time cuDNN's algorithms (CF_CUDNN_FIND=1)")

@@ -11,6 +11,7 @@ import torch
 from convforge._io import read_yaml
 from convforge.cudagen import generate
 from convforge.cudagen._random_run import ZOO_SHAPES, make_run
+from convforge.cudagen.cudnn_nhwc import plan_cudnn
 from convforge.cudagen.emit import nhwc_context, pack_weights
 from convforge.cudagen.nhwc import choose_tiles, make_nhwc
 from convforge.cudagen.plan import make_plan
@@ -99,6 +100,8 @@ def _conv(m: Machine, op: dict) -> None:
         col = x[:, np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1), g * cin_g + c] * ok
         out[..., g * mg : (g + 1) * mg] = col @ wp[g * mg : (g + 1) * mg, :K].T
     bias = m.ptr(op["b"], cout)
+    if op.get("bt", "nullptr") != "nullptr" and op["act"] == 1:  # cuDNN's fused bias + ReLU reads the T copy
+        bias = m.ptr(op["bt"], cout)
     out[..., :cout] += 0 if bias is None else bias
     res = m.ptr(op["res"], ho * wo * cs_out)
     if res is not None:
@@ -149,13 +152,19 @@ def _other(m: Machine, op: dict) -> None:
     m.store(op["y"], out)
 
 
-def run_nhwc(run, images: np.ndarray, precision: str = "none", max_batch: int = 64) -> tuple[np.ndarray, dict]:
-    """Probabilities of the NHWC launch list of network.cu, executed in float64 (rounding T stores to precision)."""
+def run_nhwc(
+    run, images: np.ndarray, precision: str = "none", max_batch: int = 64, backend: str = "native"
+) -> tuple[np.ndarray, dict]:
+    """Probabilities of the NHWC launch list of network.cu, executed in float64 (rounding T stores to precision).
+    backend cudnn: cuDNN's packing (cudnn_nhwc.py); its convolutions and cuBLAS's GEMMs compute what the native
+    kernels do, so _conv runs them too."""
     spec = read_yaml(run.file("spec.yaml"))
     pre = run.preprocessing
     plan = make_plan(spec, run.state_dict(), (pre["channels"], pre["height"], pre["width"]), run.output)
     nplan, why = make_nhwc(plan, max_batch)
     assert nplan is not None, why
+    if backend == "cudnn":
+        plan_cudnn(plan, nplan)
     offsets = {e["name"]: e["offset"] for e in pack_weights(plan)[1]}
     ctx = nhwc_context(plan, nplan, offsets, "bf16" if precision == "bf16" else "fp16")
     x = run.normalize(torch.from_numpy(images)).double().numpy()
@@ -195,13 +204,15 @@ MIXED = {
 CASES = list(dict.fromkeys([*MODELS.names(), "cifar10-fast", "mixed"]))
 
 
+@pytest.mark.parametrize("backend", ["native", "cudnn"])
 @pytest.mark.parametrize("name", CASES)
-def test_nhwc_launches_match_torch(tmp_path, name):
-    """No rounding of T: any wrong offset, shape argument, padding, flatten order or reused buffer shows up."""
+def test_nhwc_launches_match_torch(tmp_path, name, backend):
+    """No rounding of T: any wrong offset, shape argument, padding, flatten order or reused buffer shows up (cudnn:
+    also in cuDNN's Kp = K weights and T biases)."""
     in_shape, classes = SHAPES.get(name, ZOO_SHAPES.get(name, ((1, 28, 28), 10)))
     run = make_run(tmp_path / "run", MIXED if name == "mixed" else name, in_shape=in_shape, num_classes=classes)
     images = synthetic_images(in_shape, 3)
-    ours, _ = run_nhwc(run, images)
+    ours, _ = run_nhwc(run, images, backend=backend)
     np.testing.assert_allclose(ours, _reference(run, images), atol=1e-5)  # weights are stored fp32
 
 
@@ -211,16 +222,18 @@ def test_nhwc_launches_match_torch(tmp_path, name):
 # resnet18 at 32 px is left out too: its random-weight probabilities are one-hot, insensitive to rounding.
 ROUNDED = [("alexnet", "fp16"), ("alexnet", "bf16"), ("vgg11", "fp16"), ("cifar10-fast", "fp16")]
 ROUNDED += [("simple-cnn", "bf16")]
+ROUNDED = [(*case, "native") for case in ROUNDED] + [("alexnet", "bf16", "cudnn"), ("simple-cnn", "bf16", "cudnn")]
 
 
-@pytest.mark.parametrize("name, precision", ROUNDED)
-def test_rounded_storage_within_tolerance(tmp_path, name, precision):
-    """T activations and weights (the kernels' only roundings besides fp32 accumulation) keep the probabilities
-    within verify.py's tolerances of the fp32 model: 2e-2 max |diff|, 99.9% top-1 agreement."""
+@pytest.mark.parametrize("name, precision, backend", ROUNDED)
+def test_rounded_storage_within_tolerance(tmp_path, name, precision, backend):
+    """T activations and weights (the kernels' only roundings besides fp32 accumulation; cudnn: also the T bias of
+    the fused bias + ReLU) keep the probabilities within verify.py's tolerances of the fp32 model: 2e-2 max |diff|,
+    99.9% top-1 agreement."""
     in_shape, classes = SHAPES.get(name, ZOO_SHAPES[name])
     run = make_run(tmp_path / "run", name, in_shape=in_shape, num_classes=classes)
     images = synthetic_images(in_shape, 8, seed=3)
-    ours, _ = run_nhwc(run, images, precision)
+    ours, _ = run_nhwc(run, images, precision, backend=backend)
     ref = _reference(run, images)
     assert np.abs(ours - ref).max() < 2e-2 and (ours.argmax(1) == ref.argmax(1)).mean() >= 0.999
 

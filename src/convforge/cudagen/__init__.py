@@ -11,13 +11,14 @@ from typing import Any
 
 from ..errors import ConvforgeError
 from .build import build_project, check_arch, cudnn_libs, default_arch, make_vars
+from .cudnn_nhwc import plan_cudnn
 from .emit import emit_project
 from .nhwc import make_nhwc
 from .plan import make_plan
 
 BACKENDS = ("native", "cudnn")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
-CUDNN_PRECISIONS = ("fp32", "tf32")
+CUDNN_PRECISIONS = PRECISIONS  # fp16/bf16: NHWC activations, for networks nhwc.py can lay out
 
 __all__ = ["BACKENDS", "CUDNN_PRECISIONS", "PRECISIONS", "codegen", "generate"]
 
@@ -51,6 +52,21 @@ def _check_options(backend: str, precision: str, max_batch: int) -> None:
         raise ConvforgeError(f"--max-batch {max_batch!r} must be an integer from 1 to 65536")
 
 
+def _nhwc(plan, backend: str, precision: str, max_batch: int):
+    """The NHWC layout of an fp16/bf16 network (None: fp32 NCHW activations), and the layout's name for info."""
+    if precision not in ("fp16", "bf16"):
+        return None, "nchw"
+    nhwc, why = make_nhwc(plan, max_batch)
+    if backend == "native":
+        return nhwc, "nhwc" if nhwc else f"nchw ({why})"
+    if nhwc is None:  # cuDNN's fp16/bf16 path is built on the NHWC one (cudnn_nhwc.py)
+        raise ConvforgeError(
+            f"--backend cudnn --precision {precision} keeps activations {precision} NHWC, which this network "
+            f"cannot use ({why}); use --backend native (fp32 NCHW activations there) or --precision fp32/tf32"
+        )
+    return plan_cudnn(plan, nhwc), "nhwc"
+
+
 def generate(run, out, backend: str = "native", precision: str = "fp32", max_batch: int = 256, arch=None):
     """Write the project only (no compiler needed); return (info dict, plan)."""
     _check_options(backend, precision, max_batch)
@@ -66,16 +82,15 @@ def generate(run, out, backend: str = "native", precision: str = "fp32", max_bat
     libs.update(make_vars(backend, libs))
     meta = dict(model=spec.get("name", "model"), run_path=str(run.path), classes=run.classes, preprocessing=pre)
     out = Path(out)
-    nhwc, layout = None, "nchw"
-    if backend == "native" and precision in ("fp16", "bf16"):
-        nhwc, why = make_nhwc(plan, max_batch)
-        layout = "nhwc" if nhwc else f"nchw ({why})"
+    nhwc, layout = _nhwc(plan, backend, precision, max_batch)
     written = emit_project(
         plan, out, meta=meta, backend=backend, precision=precision, max_batch=max_batch, arch=arch, libs=libs,
         nhwc=nhwc,
     )  # fmt: skip
     info = dict(out=str(out), backend=backend, precision=precision, max_batch=max_batch, arch=arch, **written)
     info["layout"] = layout  # fp16/bf16 activations between layers (CF_CONV_KERNELS=nchw|legacy: fp32 NCHW)
+    if nhwc is not None and nhwc.native_why:  # --backend cudnn: convolutions cuDNN cannot run exactly
+        info["native_convs"] = {plan.ops[i].name: why for i, why in nhwc.native_why.items()}
     info.update(model=meta["model"], kernels=len(plan.ops), buffers=len(plan.slot_sizes))
     return info, plan
 

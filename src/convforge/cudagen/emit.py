@@ -27,6 +27,8 @@ KERNEL_DIR = Path(str(resources.files("convforge.cudagen") / "kernels"))
 TEMPLATE_DIR = Path(str(resources.files("convforge.cudagen") / "templates"))
 CONV_FN = {"fp32": "conv_fp32", "tf32": "conv_tf32", "fp16": "conv_fp16", "bf16": "conv_bf16"}
 ACT_TYPE = {"fp16": "__half", "bf16": "__nv_bfloat16"}
+CUDNN_NCHW = ("fp32", "tf32")  # --backend cudnn precisions with fp32 NCHW activations (cudnn_ops.cuh); fp16/bf16:
+# NHWC (cudnn_nhwc.cuh), whose fp32-NCHW fallback pass (CF_CONV_KERNELS=nchw|legacy, pre-sm_80) is the native one
 
 
 def pack_weights(plan: Plan) -> tuple[bytes, list[dict[str, Any]]]:
@@ -106,8 +108,10 @@ def _nhwc_view(i: int, op, plan: NhwcPlan, offsets: dict[str, int]) -> dict[str,
     view.update({k: v for k, v in p.items() if k not in view})  # is_max
     if op.kind == "conv":
         pack, shape = plan.packs[i], plan.shapes[i]
-        view.update(w=f"P + {pack.offset}", shape_args=", ".join(map(str, shape)))
+        view.update(w=f"P + {pack.offset}", shape_args=", ".join(map(str, shape)), layer=i)
         view["tiles"] = _tile_calls(plan.tiles[i], 8 if shape[3] % 8 == 0 else 4, op.out.id in plan.fp32_ids)
+        bias_t = plan.bias_packs.get(i)  # --backend cudnn: T bias for the fused call, cudnn_nhwc.py
+        view.update(path=plan.paths.get(i, "native"), bt=f"P + {bias_t.offset}" if bias_t else "nullptr")
     elif op.kind == "pool":
         view["shape_args"] = ", ".join(str(v) for v in [gx.cs, *(p[k] for k in "h w ho wo kh kw sh sw ph pw".split())])
     elif op.kind == "add":
@@ -125,10 +129,12 @@ def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision
     ops = [_nhwc_view(i, op, nplan, offsets) for i, op in enumerate(plan.ops)]
     g0 = nplan.geom[nplan.x0_id]
     packs = [dict(vars(p), src=offsets[p.weight] // 4, name=plan.ops[i].name) for i, p in nplan.packs.items()]
+    packs += [dict(vars(p), src=offsets[p.weight] // 4, name=f"{plan.ops[i].name} bias")
+              for i, p in nplan.bias_packs.items()]  # fmt: skip
     prepares = sorted({c["targs"] for op in ops for c in op.get("tiles", []) if c["targs"]})
     x0 = dict(slot=nplan.slot_of[nplan.x0_id], c=g0.c, hw=g0.hw, cs=g0.cs)
     return dict(act_type=ACT_TYPE[precision], nhwc_ops=ops, packs=packs, packed_elems=nplan.packed_elems,
-                prepares=prepares, x0=x0)  # fmt: skip
+                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths))  # fmt: skip
 
 
 def _slot_bytes(plan: Plan, nhwc: NhwcPlan | None) -> list[int]:
@@ -174,8 +180,8 @@ def emit_project(
         mean=[float(v) for v in pre["mean"]], std=[float(v) for v in pre["std"]], output=plan.output,
         max_batch=max_batch, weights=entries, weight_bytes=len(blob), crc32=crc, slot_bytes=_slot_bytes(plan, nhwc),
         in_size=int(np.prod(plan.in_shape)), ops=[_op_view(op, offsets) for op in plan.ops],
-        conv_fn="conv_cudnn" if backend == "cudnn" else CONV_FN[precision], arch=arch,
-        arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, **libs,
+        conv_fn="conv_cudnn" if backend == "cudnn" and precision in CUDNN_NCHW else CONV_FN[precision], arch=arch,
+        arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, cudnn_nhwc=False, **libs,
     )  # fmt: skip
     if nhwc is not None:
         ctx.update(nhwc_context(plan, nhwc, offsets, precision))

@@ -92,6 +92,11 @@ class NhwcPlan:
     slot_of: dict[int, int] = field(default_factory=dict)
     slot_bytes: list[int] = field(default_factory=list)  # per image
     packed_elems: int = 0
+    # --backend cudnn only (cudnn_nhwc.py): op index -> cudnn | cublas | native, why a conv stays native, and the
+    # T bias vectors of the convolutions that may take cuDNN's fused bias + ReLU
+    paths: dict[int, str] = field(default_factory=dict)
+    native_why: dict[int, str] = field(default_factory=dict)
+    bias_packs: dict[int, Pack] = field(default_factory=dict)
 
 
 class _Refuse(Exception):

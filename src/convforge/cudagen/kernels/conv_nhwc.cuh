@@ -100,6 +100,10 @@ __device__ __forceinline__ void store8(float* p, const float (&v)[8]) {  // p 32
   *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
   *reinterpret_cast<float4*>(p + 4) = make_float4(v[4], v[5], v[6], v[7]);
 }
+__device__ __forceinline__ void load8(const float* p, float (&v)[8]) {  // p 32-byte aligned
+  const float4 lo = *reinterpret_cast<const float4*>(p), hi = *reinterpret_cast<const float4*>(p + 4);
+  v[0] = lo.x, v[1] = lo.y, v[2] = lo.z, v[3] = lo.w, v[4] = hi.x, v[5] = hi.y, v[6] = hi.z, v[7] = hi.w;
+}
 
 // The NHWC epilogue of 8 channels co.. of one pixel (o = its element offset): bias, residual, activation; channels
 // at or past cout are padding and become 0, so every byte of a row is written and finite. Y = T, or float for the

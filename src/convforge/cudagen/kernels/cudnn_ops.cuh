@@ -1,18 +1,25 @@
-// cuDNN/cuBLAS backend (`--backend cudnn`): convolutions through cuDNN's legacy API (cudnnConvolutionForward, or
-// cudnnConvolutionBiasActivationForward where it applies: bias + ReLU, optionally + the residual as z), dense layers
-// through cuBLAS (cublasGemmEx). Everything else (pooling, leaky ReLU, maxout, softmax, unfused residual adds,
-// batch norm that could not be folded) reuses the native kernels.
-// Layout: fp32 NCHW activations, like the native backend (so those kernels are shared unchanged); weights
-// [cout][cin/groups][kh][kw] = cuDNN's NCHW filter layout; dense weights [out][in] (row-major) -> cublasGemmEx with
-// the transposed operand.
+// cuDNN/cuBLAS backend (`--backend cudnn`), shared state and the fp32/tf32 path. What runs where:
+//  - fp32 / tf32 (this file): convolutions through cuDNN's legacy API (cudnnConvolutionForward, or
+//    cudnnConvolutionBiasActivationForward where it applies: bias + ReLU, optionally + the residual as z), dense
+//    layers through cuBLAS (cublasGemmEx). Everything else (pooling, leaky ReLU, maxout, softmax, unfused residual
+//    adds, batch norm that could not be folded) reuses the native kernels.
+//  - fp16 / bf16 (cudnn_nhwc.cuh, on this file's CudnnState): the native NHWC forward pass with its convolutions
+//    through cuDNN and its dense layers through cuBLAS; every other layer keeps its native NHWC kernel.
+// Layout: fp32 / tf32: fp32 NCHW activations, like the native backend (so those kernels are shared unchanged);
+// weights [cout][cin/groups][kh][kw] = cuDNN's NCHW filter layout; dense weights [out][in] (row-major) ->
+// cublasGemmEx with the transposed operand. fp16 / bf16: T NHWC activations with channels padded to 8 and weights
+// repacked at start-up (cudnn_nhwc.cuh says how).
 // Precision: fp32 sets CUDNN_FMA_MATH and CUBLAS_COMPUTE_32F (exact fp32; cuDNN's default math would allow TF32 on
-// Ampere and later); tf32 allows tensor-op math (CUDNN_TENSOR_OP_MATH, CUBLAS_COMPUTE_32F_FAST_TF32).
+// Ampere and later); tf32 allows tensor-op math (CUDNN_TENSOR_OP_MATH, CUBLAS_COMPUTE_32F_FAST_TF32); fp16 / bf16
+// take CUDNN_DATA_HALF / CUDNN_DATA_BFLOAT16 operands with fp32 accumulation (compute type CUDNN_DATA_FLOAT,
+// CUBLAS_COMPUTE_32F) on tensor cores.
 // Algorithms: chosen per (layer, batch size) the first time a batch size is used, in an eager pass before the CUDA
 // graph is recorded: cudnnGetConvolutionForwardAlgorithm_v7 heuristics, or, with CF_CUDNN_FIND=1 in the
 // environment, cudnnFindConvolutionForwardAlgorithmEx (timed on the real buffers). Choices are cached in
-// cudnn_algos.txt beside weights.bin (keyed by GPU name and cuDNN version; delete it to choose again). The workspace
-// (kCudnnWorkspaceBytes) is allocated once; algorithms needing more are skipped. A layer cuDNN cannot express
-// exactly (asymmetric 'same' padding of even kernels) runs the native kernel instead.
+// cudnn_algos.txt beside weights.bin (keyed by GPU name, cuDNN version, precision and layout, e.g. "fp16-nhwc", and
+// heuristic or find; delete it to choose again). The workspace (kCudnnWorkspaceBytes) is allocated once; algorithms
+// needing more are skipped. A layer cuDNN cannot express exactly (asymmetric 'same' padding of even kernels; fp16 /
+// bf16 also: a convolution writing the fp32 logits, cudnn_nhwc.py) runs the native kernel instead.
 // Speed (H200, heuristics, benchmarks/results/codegen_speed.md): resnet18 224px batch 256 fp32 32.5 ms (native
 // 65.8 ms, PyTorch eager with TF32 off 25.2 ms), tf32 17.7 ms (PyTorch eager TF32 12.0 ms); batch 1 fp32 1.11 ms
 // (native 0.63 ms), tf32 0.36 ms; digits-cnn batch 256 0.066 ms (native 0.150 ms, PyTorch eager 0.45 ms).
@@ -76,14 +83,18 @@ struct CudnnState {
   cudnnActivationDescriptor_t relu = nullptr;
   void* ws = nullptr;
   void* blas_ws = nullptr;
-  bool tf32 = false, find = false, planning = false, cache_dirty = false;
+  bool tf32 = false, half = false, find = false, planning = false, cache_dirty = false;
+  cudnnDataType_t dtype = CUDNN_DATA_FLOAT;  // of activations and weights: FLOAT, or HALF / BFLOAT16 (NHWC)
   int cursor = 0, batch = 0;
   std::string cache_path, cache_key;
   std::map<std::string, std::pair<int, int>> cache;  // "layer batch" -> (algorithm, math type)
   std::map<std::pair<int, int>, CudnnLayer> layers;  // (layer, batch) -> descriptors and choice
 
-  void init(cudaStream_t stream, const std::string& dir, bool use_tf32) {
-    tf32 = use_tf32;
+  // precision: fp32 | tf32 (NCHW, this file) | fp16 | bf16 (NHWC, cudnn_nhwc.cuh)
+  void init(cudaStream_t stream, const std::string& dir, const std::string& precision) {
+    tf32 = precision == "tf32";
+    half = precision == "fp16" || precision == "bf16";
+    dtype = precision == "fp16" ? CUDNN_DATA_HALF : precision == "bf16" ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     const char* env = std::getenv("CF_CUDNN_FIND");
     find = env && env[0] == '1';
     CF_CUDNN(cudnnCreate(&dnn));
@@ -92,7 +103,11 @@ struct CudnnState {
     CF_CUBLAS(cublasSetStream(blas, stream));  // resets the workspace: set ours after it
     CF_CHECK(cudaMalloc(&blas_ws, kCublasWorkspaceBytes));
     CF_CUBLAS(cublasSetWorkspace(blas, blas_ws, kCublasWorkspaceBytes));
-    CF_CUBLAS(cublasSetMathMode(blas, tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH));
+    // fp16/bf16: tensor cores, with split-K sums kept in fp32 rather than the output type
+    cublasMath_t blas_math = half ? static_cast<cublasMath_t>(CUBLAS_DEFAULT_MATH |
+                                                              CUBLAS_MATH_DISALLOW_REDUCED_PRECISION_REDUCTION)
+                                  : tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_PEDANTIC_MATH;
+    CF_CUBLAS(cublasSetMathMode(blas, blas_math));
     CF_CHECK(cudaMalloc(&ws, kCudnnWorkspaceBytes));
     CF_CUDNN(cudnnCreateActivationDescriptor(&relu));
     CF_CUDNN(cudnnSetActivationDescriptor(relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
@@ -103,7 +118,7 @@ struct CudnnState {
     std::string gpu = prop.name;
     for (char& c : gpu)
       if (c == ' ' || c == '\t') c = '_';
-    cache_key = gpu + " cudnn" + std::to_string(cudnnGetVersion()) + (tf32 ? " tf32" : " fp32") +
+    cache_key = gpu + " cudnn" + std::to_string(cudnnGetVersion()) + " " + precision + (half ? "-nhwc" : "-nchw") +
                 (find ? " find" : " heuristic");
     cache_path = dir + "/cudnn_algos.txt";
     read_cache();
@@ -166,12 +181,13 @@ struct CudnnState {
 
   bool acceptable(cudnnMathType_t math, cudnnStatus_t status, size_t memory) const {
     if (status != CUDNN_STATUS_SUCCESS || memory > kCudnnWorkspaceBytes) return false;
-    if (math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return false;  // fp16 inside: neither fp32 nor tf32
-    return tf32 || math != CUDNN_TENSOR_OP_MATH;
+    // fp16 inside: neither fp32 nor tf32, and a narrower exponent than bf16
+    if (math == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION) return dtype == CUDNN_DATA_HALF;
+    return tf32 || half || math != CUDNN_TENSOR_OP_MATH;
   }
 
   // The first acceptable result (fastest for Find, most promising for the heuristics), and its math type.
-  std::pair<int, int> choose(CudnnLayer& l, const float* x, const float* w, float* y) {
+  std::pair<int, int> choose(CudnnLayer& l, const void* x, const void* w, void* y) {
     cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     int got = 0;
     if (find)
@@ -184,7 +200,21 @@ struct CudnnState {
     for (int i = 0; i < got; ++i)
       if (acceptable(perf[i].mathType, perf[i].status, perf[i].memory))
         return std::make_pair(static_cast<int>(perf[i].algo), static_cast<int>(perf[i].mathType));
+    if (half)  // the algorithm cuDNN implements for NHWC fp16/bf16 whatever the shape
+      return std::make_pair(static_cast<int>(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM),
+                            static_cast<int>(CUDNN_TENSOR_OP_MATH));
     return std::make_pair(static_cast<int>(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM), static_cast<int>(CUDNN_FMA_MATH));
+  }
+
+  // The (algorithm, math type) of a layer at batch n: from cudnn_algos.txt, else chosen now and cached.
+  std::pair<int, int> choice(CudnnLayer& l, int layer, int n, const void* x, const void* w, void* y) {
+    std::string key = std::to_string(layer) + " " + std::to_string(n);
+    auto hit = cache.find(key);
+    if (hit == cache.end()) {
+      hit = cache.emplace(key, choose(l, x, w, y)).first;
+      cache_dirty = true;
+    }
+    return hit->second;
   }
 
   void setup(CudnnLayer& l, int layer, const float* x, const float* w, const float* bias, const float* res, float* y,
@@ -213,15 +243,10 @@ struct CudnnState {
       l.path = 3;
       return;
     }
-    std::string key = std::to_string(layer) + " " + std::to_string(n);
-    auto hit = cache.find(key);
-    if (hit == cache.end()) {
-      hit = cache.emplace(key, choose(l, x, w, y)).first;
-      cache_dirty = true;
-    }
-    l.algo = static_cast<cudnnConvolutionFwdAlgo_t>(hit->second.first);
+    std::pair<int, int> algo_math = choice(l, layer, n, x, w, y);
+    l.algo = static_cast<cudnnConvolutionFwdAlgo_t>(algo_math.first);
     // fp32 stays on FMA math whatever the choice (cuDNN's default math allows TF32); tf32 takes the algorithm's.
-    cudnnMathType_t math = tf32 ? static_cast<cudnnMathType_t>(hit->second.second) : CUDNN_FMA_MATH;
+    cudnnMathType_t math = tf32 ? static_cast<cudnnMathType_t>(algo_math.second) : CUDNN_FMA_MATH;
     CF_CUDNN(cudnnSetConvolutionMathType(l.conv, math));
     l.path = 0;
     if (act == ACT_RELU && bias) {  // try the fused call once, eagerly; keep it if cuDNN supports this case
