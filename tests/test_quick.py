@@ -27,6 +27,9 @@ def test_api_names_stay_functions_after_importing_every_subpackage():
 
 def test_train_evaluate_predict_codegen_export_chain(digits_run, tmp_path):
     run = digits_run.run.path
+    phases = digits_run.run.meta["phases_s"]  # where the run's time went, stage by stage
+    assert list(phases) == ["data", "warmup_wait", "setup", "epochs", "test_and_save"]
+    assert all(s >= 0 for s in phases.values()) and phases["epochs"] > 0
     assert convforge.evaluate(run)["accuracy"] > 0.9
     from convforge.data import DataConfig, load_data
 

@@ -136,9 +136,13 @@ def test_config_yaml_round_trip(tmp_path):
     assert to_dict(cfg)["split"] == [0.7, 0.2, 0.1]
 
 
-def test_warmup_thread_only_on_cuda_and_pool_kernels_only_for_pooling_models() -> None:
+def test_warmup_thread_imports_dynamo_on_cpu_and_pool_kernels_only_for_pooling_models() -> None:
+    import sys
+
     from convforge.engine import warmup
 
-    assert warmup.start(TrainConfig(model="mlp"), torch.device("cpu")) is None
+    thread = warmup.start(TrainConfig(model="mlp"), torch.device("cpu"))
+    thread.join(timeout=120)
+    assert not thread.is_alive() and "torch._dynamo" in sys.modules  # what torch.optim's first optimizer imports
     assert warmup._uses_maxpool("digits-cnn") and not warmup._uses_maxpool("mlp")
     assert warmup._uses_maxpool("no-such-model")  # cannot tell: warm the kernels anyway

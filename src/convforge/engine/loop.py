@@ -374,18 +374,40 @@ def train(
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)  # fail before loading data
     warming = warmup.start(cfg, device) if distributed.world_size() == 1 else None
+    phases = Phases()
     splits = distributed.local_main_first(lambda: load_data(cfg_to_data(cfg), progress=progress is not False))
+    phases.done("data")
     _report_skipped(splits, log)
     if warming is not None:
         warming.join()
+        phases.done("warmup_wait")
     trainer = Trainer(distributed.trainer_config(cfg), Run(run_dir), splits, log)
     state = _attach_run(trainer, cfg, splits, run_dir, resume)
+    phases.done("setup")
     log(
         f"training {trainer.spec.name} ({trainer.spec.param_count:,} parameters) on {len(splits.train.labels):,} "
         f"images of {len(splits.classes)} classes, {trainer.device.type}, {cfg.epochs} epochs"
     )
     state = _run_epochs(trainer, state, progress, on_epoch)
-    return _finish(trainer, state, time.perf_counter() - t_start)
+    phases.done("epochs")
+    return _finish(trainer, state, time.perf_counter() - t_start, phases)
+
+
+class Phases:
+    """Wall seconds of each stage of train(), recorded in the Run's meta.json (`phases_s`) and logged at the end:
+    where a run's time goes (decoding, GPU start-up, capture, the epochs, the test pass)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name] = round(now - self._last, 3)
+        self._last = now
+
+    def line(self) -> str:
+        return ", ".join(f"{name.replace('_', ' ')} {s:.1f}" for name, s in self.seconds.items())
 
 
 def _attach_run(trainer: Trainer, cfg: TrainConfig, splits: DataSplits, run_dir: Path, resume) -> TrainState:
@@ -405,7 +427,7 @@ def _attach_run(trainer: Trainer, cfg: TrainConfig, splits: DataSplits, run_dir:
     return state
 
 
-def _finish(trainer: Trainer, state: TrainState, elapsed_s: float) -> TrainResult:
+def _finish(trainer: Trainer, state: TrainState, elapsed_s: float, phases: Phases | None = None) -> TrainResult:
     """Save the final (or, with early stopping, the best) weights, measure the test split, record it in the Run."""
     cfg, splits = trainer.cfg, trainer.splits
     if not (cfg.early_stopping and state.best):
@@ -414,12 +436,18 @@ def _finish(trainer: Trainer, state: TrainState, elapsed_s: float) -> TrainResul
         distributed.barrier()  # rank 0 has written the best weights before any rank reads them
         trainer.model.load_state_dict(trainer.run.state_dict())
     test_acc = trainer.measure(splits.test)["acc"] if len(splits.test.labels) else None
+    timing = {}
+    if phases is not None:
+        phases.done("test_and_save")
+        timing["phases_s"] = phases.seconds
+        trainer.log(f"time (s): {phases.line()}; in all {elapsed_s + phases.seconds['test_and_save']:.1f}")
     trainer.run.update_meta(
         test_accuracy=test_acc,
         epochs_done=state.epoch,
         train_time_s=round(elapsed_s, 3),
         device=str(trainer.device),
         torch_version=torch.__version__,
+        **timing,
     )
     return TrainResult(trainer.run, test_acc, state.history, elapsed_s)
 

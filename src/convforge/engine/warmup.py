@@ -9,6 +9,9 @@ joins it before building the Trainer; any failure here is ignored, since the tra
 same problem itself. No cuBLAS call here: each thread gets its own cuBLAS workspace (32 MiB on Hopper), which the
 runs then carried in their peaks (MNIST digits-cnn same recipe 223 MiB, 191 MiB without it: H200,
 train_speed_*_triton_adam.md vs *_warmup_no_cublas.md).
+On every device it also imports torch._dynamo, which torch.optim's first optimizer imports (1.5-5 s: 4.8 s of the
+digits Quickstart's 7.3 s on a 2-core CPU), so that the import overlaps the decoding threads instead of following
+them.
 """
 
 from __future__ import annotations
@@ -23,14 +26,22 @@ from ..inference import resolve_precision
 from ..models import MODELS, _kernels
 
 
-def start(cfg, device: torch.device) -> threading.Thread | None:
-    """A started daemon thread warming `device` for `cfg`'s model, or None on CPU."""
+def start(cfg, device: torch.device) -> threading.Thread:
+    """A started daemon thread warming `device` for `cfg`'s model (on a CPU: only the import)."""
     if device.type != "cuda":
-        return None
-    dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
-    thread = threading.Thread(target=_warm, args=(device, dtype, _uses_maxpool(str(cfg.model))), daemon=True)
+        thread = threading.Thread(target=_import_dynamo, daemon=True)
+    else:
+        dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
+        thread = threading.Thread(target=_warm, args=(device, dtype, _uses_maxpool(str(cfg.model))), daemon=True)
     thread.start()
     return thread
+
+
+def _import_dynamo() -> None:
+    try:
+        import torch._dynamo  # noqa: F401
+    except Exception:  # noqa: S110  (see the module docstring)
+        pass
 
 
 def _uses_maxpool(model: str) -> bool:
@@ -53,3 +64,4 @@ def _warm(device: torch.device, dtype: torch.dtype, pool: bool) -> None:
             torch.cuda.synchronize(device)
     except Exception:  # noqa: S110  (see the module docstring)
         pass
+    _import_dynamo()  # last: by then the archive is extracted (Python, holding the GIL) and the decoding runs
