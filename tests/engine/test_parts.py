@@ -136,6 +136,37 @@ def test_config_yaml_round_trip(tmp_path):
     assert to_dict(cfg)["split"] == [0.7, 0.2, 0.1]
 
 
+def test_background_checkpoint_is_the_state_when_taken_and_errors_surface(tmp_path):
+    import threading
+
+    from convforge.engine.checkpoint import BackgroundWriter, checkpoint_job
+    from convforge.errors import ConvforgeError
+
+    model = torch.nn.Linear(4, 3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    path, gen = tmp_path / "ckpt.safetensors", torch.Generator()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    release, threads = threading.Event(), []
+    writer = BackgroundWriter()
+    job = checkpoint_job(path, model, opt, sched, gen, TrainState(epoch=1))
+    writer.run(lambda: (threads.append(threading.current_thread()), release.wait(10), job()))
+    with torch.no_grad():
+        model.weight.add_(1.0)  # training goes on while the job waits
+    release.set()
+    writer.wait()
+    assert threads[0] is not threading.main_thread()
+    load_checkpoint(path, model2 := torch.nn.Linear(4, 3), torch.optim.SGD(model2.parameters(), lr=0.1), sched, gen)
+    assert all(torch.equal(v, before[k]) for k, v in model2.state_dict().items())  # the snapshot, not the later state
+
+    def full_disk() -> None:
+        raise ConvforgeError("cannot write ckpt: No space left on device; check free disk space and permissions")
+
+    writer.run(full_disk)
+    with pytest.raises(ConvforgeError, match="No space left"):
+        writer.close()  # raised where the loop waits for it, not lost in the thread
+
+
 def test_warmup_thread_imports_dynamo_on_cpu_and_pool_kernels_only_for_pooling_models() -> None:
     import sys
 

@@ -6,6 +6,8 @@ One file, written atomically, so a killed run always finds either the previous o
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,11 +52,23 @@ def save_checkpoint(
     data_gen: torch.Generator,
     state: TrainState,
 ) -> None:
+    checkpoint_job(path, model, optimizer, scheduler, data_gen, state)()
+
+
+def checkpoint_job(
+    path: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    data_gen: torch.Generator,
+    state: TrainState,
+) -> Callable[[], None]:
+    """Snapshot the training state now (on the CPU, copied: training goes on); the returned job writes it."""
     model_state = model.state_dict()  # the full SpecNet state; hybrid gathers it (every rank calls this)
     full_optimizer_state = getattr(model, "full_optimizer_state", None)  # hybrid: the slices' state gathered
     optim_state = full_optimizer_state(optimizer) if full_optimizer_state else optimizer.state_dict()
     if not is_main():
-        return  # rank 0 writes
+        return lambda: None  # rank 0 writes
     tensors = {f"model.{k}": v for k, v in model_state.items()}
     opt_tensors, opt_plain = _split_optimizer(optim_state)
     tensors.update(opt_tensors)
@@ -62,6 +76,7 @@ def save_checkpoint(
     tensors["rng.data"] = data_gen.get_state()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    tensors = {k: v.detach().to("cpu", copy=True) for k, v in tensors.items()}
     plain = {
         "epoch": state.epoch,
         "history": state.history,
@@ -71,7 +86,42 @@ def save_checkpoint(
     }
     # lr_lambdas are functions of the config and are rebuilt on resume; they are not state
     plain["scheduler"].pop("lr_lambdas", None)
-    save_safetensors(tensors, path, metadata={"train_state": json.dumps(plain)})
+    metadata = {"train_state": json.dumps(plain)}
+    return lambda: save_safetensors(tensors, path, metadata=metadata)
+
+
+class BackgroundWriter:
+    """Runs write jobs (checkpoint, then metrics) on one thread, one job at a time, in order.
+
+    Why: each epoch's checkpoint (a safetensors file, fsynced, renamed into place) and metrics files cost the
+    folder-fast recipe's 40 short epochs ~2 s of a ~7 s loop when written in line. The snapshot is taken on the
+    training thread, so what is written is the state at the end of that epoch; a killed run resumes from the last
+    job that finished. An error in a job (a full disk) is raised by the next `run` or by `close`.
+    `background=False` writes in line (several processes: the launcher may stop rank 0 at any time).
+    """
+
+    def __init__(self, background: bool = True) -> None:
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="convforge-writer") if background else None
+        self._pending: Future | None = None
+
+    def run(self, job: Callable[[], None]) -> None:
+        self.wait()
+        if self._pool is None:
+            job()
+        else:
+            self._pending = self._pool.submit(job)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
 
 
 def load_checkpoint(

@@ -5,6 +5,7 @@ No DataLoader: the decoded set is one tensor, so a batch is an index_select plus
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import time
@@ -25,7 +26,7 @@ from ..models import build_model, resolve_spec
 from ..run import Run, default_run_dir
 from . import distributed, warmup
 from .augment import AlternateFlip, Augment, augment_batch
-from .checkpoint import TrainState, load_checkpoint, save_checkpoint
+from .checkpoint import BackgroundWriter, TrainState, checkpoint_job, load_checkpoint
 from .config import TrainConfig
 from .fast import fast_path, prepare_model, use_graphs
 from .lookahead import Lookahead
@@ -285,7 +286,11 @@ def _improved(row: dict[str, Any], best: dict[str, Any]) -> bool:
 def _run_epochs(tr: Trainer, state: TrainState, progress_live: bool | None, on_epoch=None) -> TrainState:
     cfg, run = tr.cfg, tr.run
     patience_left = cfg.early_stopping
-    with EpochProgress(cfg.epochs, tr.steps_per_epoch, live=progress_live, log=tr.log) as progress:
+    background = distributed.world_size() == 1
+    with (
+        contextlib.closing(BackgroundWriter(background)) as writer,  # closed: every checkpoint is on disk
+        EpochProgress(cfg.epochs, tr.steps_per_epoch, live=progress_live, log=tr.log) as progress,
+    ):
         for epoch in range(state.epoch + 1, cfg.epochs + 1):
             progress.start_epoch(epoch)
             t0 = time.perf_counter()
@@ -302,10 +307,12 @@ def _run_epochs(tr: Trainer, state: TrainState, progress_live: bool | None, on_e
                 state.best = {"epoch": epoch, "val_loss": row["val_loss"], "val_acc": row["val_acc"]}
                 if cfg.early_stopping:
                     run.save_weights(tr.model.state_dict())  # best weights, restored at the end (Keras-style)
-            save_checkpoint(run.checkpoint_path, tr.model, tr.optimizer, tr.scheduler, tr.gen, state)
-            write_metrics(run, state.history)
+            job = checkpoint_job(run.checkpoint_path, tr.model, tr.optimizer, tr.scheduler, tr.gen, state)
+            rows = [dict(r) for r in state.history]
+            writer.run(lambda job=job, rows=rows: (job(), write_metrics(run, rows)))  # metrics never run ahead
             progress.end_epoch(_epoch_line(row, cfg.epochs))
             if on_epoch is not None:
+                writer.wait()  # the hook may read this epoch's checkpoint
                 on_epoch(row)  # studies report here (and may raise to prune a trial)
             if tr.out_of_time():
                 tr.log(f"time budget of {cfg.time_budget_s:g} s reached after epoch {epoch}")
