@@ -52,25 +52,29 @@ RECIPE = {  # solver settings per model (1-GPU lr; --scale-lr multiplies it by t
 
 
 # -- data -------------------------------------------------------------------------------------------------
-def synthetic_splits(size: int, n_train: int, n_val: int, classes: int = 10, seed: int = 0):
-    """Learnable images: class k is a fixed random 7x7 colour pattern upsampled to size, plus noise (uint8)."""
+def synthetic_splits(size: int, n_train: int, n_val: int, classes: int = 10, seed: int = 0, device: str = "cpu"):
+    """Learnable images: class k is a fixed random 7x7 colour pattern upsampled to size, plus noise (uint8).
+
+    Made on `device`, a rank's GPU: in the 4-GPU run of 32,768 images at 224 px, making them on the CPU was most of
+    each launch's ~90 s (wall time less the epochs' time). Not yet timed on a GPU."""
     import torch
     import torch.nn.functional as F
 
     from convforge.data import DataSplits, ImageSet
 
-    gen = torch.Generator().manual_seed(seed)
-    templates = F.interpolate(torch.rand(classes, 3, 7, 7, generator=gen), size=(size, size), mode="bilinear")
+    gen = torch.Generator(device=device).manual_seed(seed)
+    templates = torch.rand(classes, 3, 7, 7, generator=gen, device=device)
+    templates = F.interpolate(templates, size=(size, size), mode="bilinear")
 
     def make(n: int) -> ImageSet:
-        labels = torch.arange(n) % classes
-        labels = labels[torch.randperm(n, generator=gen)]
+        labels = torch.arange(n, device=device) % classes
+        labels = labels[torch.randperm(n, generator=gen, device=device)]
         images = torch.empty(n, 3, size, size, dtype=torch.uint8)
         for start in range(0, n, 512):
             y = labels[start : start + 512]
-            noise = torch.rand(len(y), 3, size, size, generator=gen)
-            images[start : start + 512] = ((0.45 * templates[y] + 0.55 * noise) * 255).to(torch.uint8)
-        return ImageSet(images, labels, [str(k) for k in range(classes)])
+            noise = torch.rand(len(y), 3, size, size, generator=gen, device=device)
+            images[start : start + 512] = ((0.45 * templates[y] + 0.55 * noise) * 255).to(torch.uint8).cpu()
+        return ImageSet(images, labels.cpu(), [str(k) for k in range(classes)])
 
     train, val = make(n_train), make(n_val)
     empty = ImageSet(train.images[:0], train.labels[:0], train.classes)
@@ -95,7 +99,8 @@ def worker(plan: list[dict], sizes: dict, device: str, out_root: str, cifar: str
         key = item["workload"]
         if key not in cache:
             cache.clear()  # one workload's images in memory at a time
-            cache[key] = synthetic_splits(size, n_train, n_val)
+            maker = "cpu" if device == "cpu" else f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+            cache[key] = synthetic_splits(size, n_train, n_val, device=maker)
         loop.load_data = lambda cfg, progress=True, _s=cache[key]: _s  # noqa: B023 (bound per item)
         options = dict(RECIPE[item["model"]], model=item["model"], source=f"synthetic-{key}", epochs=item["epochs"])
         options.update(batch_size=batch, batch_scope="per-gpu", scale_lr=True, schedule="constant")
