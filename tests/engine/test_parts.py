@@ -10,7 +10,7 @@ import torch
 from convforge._config import from_dict, load_yaml, save_yaml, to_dict
 from convforge.engine import TrainConfig
 from convforge.engine.augment import Augment, augment_batch
-from convforge.engine.checkpoint import TrainState, load_checkpoint, save_checkpoint
+from convforge.engine.checkpoint import TrainState, checkpoint_job, load_checkpoint
 from convforge.engine.schedules import make_scheduler
 from convforge.engine.solvers import DEFAULT_LR, SOLVERS, make_optimizer
 
@@ -113,7 +113,7 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     gen = torch.Generator().manual_seed(5)
     gen_state = gen.get_state()
     path = tmp_path / "ckpt.safetensors"
-    save_checkpoint(path, model, opt, sched, gen, TrainState(epoch=3, history=[{"epoch": 3}], best={"epoch": 2}))
+    checkpoint_job(path, model, opt, sched, gen, TrainState(epoch=3, history=[{"epoch": 3}], best={"epoch": 2}))()
     model2 = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
     opt2 = torch.optim.Adam(model2.parameters(), lr=0.01)
     sched2 = torch.optim.lr_scheduler.LambdaLR(opt2, lambda s: 0.9**s)
@@ -139,7 +139,7 @@ def test_config_yaml_round_trip(tmp_path):
 def test_background_checkpoint_is_the_state_when_taken_and_errors_surface(tmp_path):
     import threading
 
-    from convforge.engine.checkpoint import BackgroundWriter, checkpoint_job
+    from convforge.engine.checkpoint import BackgroundWriter
     from convforge.errors import ConvforgeError
 
     model = torch.nn.Linear(4, 3)

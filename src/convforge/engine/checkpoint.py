@@ -44,17 +44,6 @@ def _join_optimizer(tensors: dict[str, torch.Tensor], plain: dict) -> dict:
     return {"state": state, "param_groups": plain["param_groups"]}
 
 
-def save_checkpoint(
-    path: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    data_gen: torch.Generator,
-    state: TrainState,
-) -> None:
-    checkpoint_job(path, model, optimizer, scheduler, data_gen, state)()
-
-
 def checkpoint_job(
     path: Path,
     model: torch.nn.Module,
