@@ -434,7 +434,7 @@ def _attach_run(trainer: Trainer, cfg: TrainConfig, splits: DataSplits, run_dir:
     return state
 
 
-def _finish(trainer: Trainer, state: TrainState, elapsed_s: float, phases: Phases | None = None) -> TrainResult:
+def _finish(trainer: Trainer, state: TrainState, elapsed_s: float, phases: Phases) -> TrainResult:
     """Save the final (or, with early stopping, the best) weights, measure the test split, record it in the Run."""
     cfg, splits = trainer.cfg, trainer.splits
     if not (cfg.early_stopping and state.best):
@@ -443,18 +443,15 @@ def _finish(trainer: Trainer, state: TrainState, elapsed_s: float, phases: Phase
         distributed.barrier()  # rank 0 has written the best weights before any rank reads them
         trainer.model.load_state_dict(trainer.run.state_dict())
     test_acc = trainer.measure(splits.test)["acc"] if len(splits.test.labels) else None
-    timing = {}
-    if phases is not None:
-        phases.done("test_and_save")
-        timing["phases_s"] = phases.seconds
-        trainer.log(f"time (s): {phases.line()}; in all {elapsed_s + phases.seconds['test_and_save']:.1f}")
+    phases.done("test_and_save")
+    trainer.log(f"time (s): {phases.line()}; in all {elapsed_s + phases.seconds['test_and_save']:.1f}")
     trainer.run.update_meta(
         test_accuracy=test_acc,
         epochs_done=state.epoch,
         train_time_s=round(elapsed_s, 3),
         device=str(trainer.device),
         torch_version=torch.__version__,
-        **timing,
+        phases_s=phases.seconds,
     )
     return TrainResult(trainer.run, test_acc, state.history, elapsed_s)
 
