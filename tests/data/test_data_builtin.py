@@ -44,6 +44,17 @@ def test_digits_exact_values() -> None:
     assert big.train.images.shape[1:] == (3, 16, 16) and len(big.train) + len(big.val) + len(big.test) == 1797
 
 
+def test_digits_read_without_sklearn_datasets_equal_load_digits(monkeypatch) -> None:
+    import importlib.util
+
+    from convforge.data.builtin import digits
+
+    values, labels = digits._bundled()  # the bundled CSV, read directly
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)  # no file found: load_digits
+    values_sk, labels_sk = digits._bundled()
+    assert values.shape == (1797, 64) and np.array_equal(values, values_sk) and np.array_equal(labels, labels_sk)
+
+
 def test_idx_round_trip_and_errors() -> None:
     a = RNG.integers(0, 255, (3, 4, 5), dtype=np.uint8)
     assert np.array_equal(read_idx(write_idx(a)), a)
