@@ -84,15 +84,7 @@ inline void setup_nhwc(CudnnState& cs, CudnnLayer& l, int layer, const T* x, con
   const std::pair<int, int> algo_math = cs.choice(l, layer, n, x, w, y);
   l.algo = static_cast<cudnnConvolutionFwdAlgo_t>(algo_math.first);
   CF_CUDNN(cudnnSetConvolutionMathType(l.conv, static_cast<cudnnMathType_t>(algo_math.second)));
-  l.path = 0;
-  if (act == ACT_RELU && bias_t) {  // try the fused call once; keep it where cuDNN runs it for this type and shape
-    float one = 1.f, zero = 0.f;
-    cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
-        cs.dnn, &one, l.x, x, l.w, w, l.conv, l.algo, cs.ws, kCudnnWorkspaceBytes, res ? &one : &zero, l.y,
-        res ? res : y, l.b, bias_t, cs.relu, l.y, y);
-    if (st == CUDNN_STATUS_SUCCESS) l.path = 1;
-    cudaGetLastError();
-  }
+  cs.try_fused(l, act, x, w, bias_t, res, y);  // kept where cuDNN runs it for this data type and shape
 }
 
 // One convolution on T NHWC activations (its layer index keys the algorithm choice). bias: fp32 [cout] for the
@@ -108,13 +100,11 @@ inline void conv_cudnn_nhwc(CudnnState& cs, int layer, cudaStream_t st, const T*
     setup_nhwc(cs, it->second, layer, x, w, bias_t, res, y, s, n, act);
   }
   CudnnLayer& l = it->second;
-  float one = 1.f, zero = 0.f;
   if (l.path == 1) {
-    CF_CUDNN(cudnnConvolutionBiasActivationForward(cs.dnn, &one, l.x, x, l.w, w, l.conv, l.algo, cs.ws,
-                                                   kCudnnWorkspaceBytes, res ? &one : &zero, l.y, res ? res : y,
-                                                   l.b, bias_t, cs.relu, l.y, y));
+    CF_CUDNN(cs.fused(l, x, w, bias_t, res, y));
     return;
   }
+  float one = 1.f, zero = 0.f;
   CF_CUDNN(cudnnConvolutionForward(cs.dnn, &one, l.x, x, l.w, w, l.conv, l.algo, cs.ws, kCudnnWorkspaceBytes, &zero,
                                    l.y, y));
   bias_res_act_nhwc(st, y, bias, res, static_cast<long long>(n) * s.ho * s.wo * s.cs_out, s.cs_out, s.cout, act,

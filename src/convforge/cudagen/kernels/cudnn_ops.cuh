@@ -206,6 +206,24 @@ struct CudnnState {
     return std::make_pair(static_cast<int>(CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM), static_cast<int>(CUDNN_FMA_MATH));
   }
 
+  // y = relu(conv(x) + bias + res) in one call: the residual is cuDNN's z (weight 1); without one, z = y, weight 0.
+  cudnnStatus_t fused(const CudnnLayer& l, const void* x, const void* w, const void* bias, const void* res,
+                      void* y) const {
+    float one = 1.f, zero = 0.f;
+    return cudnnConvolutionBiasActivationForward(dnn, &one, l.x, x, l.w, w, l.conv, l.algo, ws, kCudnnWorkspaceBytes,
+                                                 res ? &one : &zero, l.y, res ? res : y, l.b, bias, relu, l.y, y);
+  }
+
+  // Path 1 (the fused call) where the layer ends in ReLU and cuDNN runs the call for this case, else path 0; tried
+  // once, eagerly, while planning.
+  void try_fused(CudnnLayer& l, int act, const void* x, const void* w, const void* bias, const void* res,
+                 void* y) const {
+    l.path = 0;
+    if (act != ACT_RELU || !bias) return;
+    if (fused(l, x, w, bias, res, y) == CUDNN_STATUS_SUCCESS) l.path = 1;
+    cudaGetLastError();  // a refused fused call leaves nothing behind that matters
+  }
+
   // The (algorithm, math type) of a layer at batch n: from cudnn_algos.txt, else chosen now and cached.
   std::pair<int, int> choice(CudnnLayer& l, int layer, int n, const void* x, const void* w, void* y) {
     std::string key = std::to_string(layer) + " " + std::to_string(n);
@@ -248,15 +266,7 @@ struct CudnnState {
     // fp32 stays on FMA math whatever the choice (cuDNN's default math allows TF32); tf32 takes the algorithm's.
     cudnnMathType_t math = tf32 ? static_cast<cudnnMathType_t>(algo_math.second) : CUDNN_FMA_MATH;
     CF_CUDNN(cudnnSetConvolutionMathType(l.conv, math));
-    l.path = 0;
-    if (act == ACT_RELU && bias) {  // try the fused call once, eagerly; keep it if cuDNN supports this case
-      float one = 1.f, zero = 0.f;
-      cudnnStatus_t st = cudnnConvolutionBiasActivationForward(
-          dnn, &one, l.x, x, l.w, w, l.conv, l.algo, ws, kCudnnWorkspaceBytes, res ? &one : &zero, l.y,
-          res ? res : y, l.b, bias, relu, l.y, y);
-      if (st == CUDNN_STATUS_SUCCESS) l.path = 1;
-      cudaGetLastError();  // a refused fused call leaves nothing behind that matters
-    }
+    try_fused(l, act, x, w, bias, res, y);
   }
 };
 
@@ -290,9 +300,7 @@ inline void conv_cudnn(CudnnState& cs, cudaStream_t st, const float* x, const fl
                            cs.tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     bias_res_act(st, y, b, res, s, n, act, slope);
   } else if (l.path == 1) {
-    CF_CUDNN(cudnnConvolutionBiasActivationForward(cs.dnn, &one, l.x, x, l.w, w, l.conv, l.algo, cs.ws,
-                                                   kCudnnWorkspaceBytes, res ? &one : &zero, l.y, res ? res : y,
-                                                   l.b, b, cs.relu, l.y, y));
+    CF_CUDNN(cs.fused(l, x, w, b, res, y));
   } else {
     CF_CUDNN(cudnnConvolutionForward(cs.dnn, &one, l.x, x, l.w, w, l.conv, l.algo, cs.ws, kCudnnWorkspaceBytes,
                                      &zero, l.y, y));
