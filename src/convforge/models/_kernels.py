@@ -31,49 +31,9 @@ def available() -> bool:
 
 @functools.cache
 def _kernels():
-    import triton
-    import triton.language as tl
+    from . import _pool_triton
 
-    sizes = ["positions", "ho", "wo", "h", "w", "c"]  # one compiled kernel per dtype and window, not per layer
-
-    @triton.jit(do_not_specialize=sizes)
-    def pool_forward(x, y, arg, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr,
-                     BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
-        p = (tl.program_id(0) * BP + tl.arange(0, BP)).to(tl.int64)
-        ch = tl.program_id(1) * BC + tl.arange(0, BC)
-        j = p % wo
-        i = (p // wo) % ho
-        n = p // (wo * ho)
-        mask = (p < positions)[:, None] & (ch < c)[None, :]
-        corner = (((n * h + i * KH) * w + j * KW) * c)[:, None] + ch[None, :]
-        best = tl.load(x + corner, mask=mask, other=0.0)
-        where = tl.full([BP, BC], 0, tl.int8)
-        for k in tl.static_range(1, KH * KW):
-            v = tl.load(x + corner + ((k // KW) * w + k % KW) * c, mask=mask, other=0.0)
-            take = (v > best) | (v != v)  # first maximum wins; NaN propagates (max_pool2d's rule)
-            best = tl.where(take, v, best)
-            where = tl.where(take, k, where)
-        out = p[:, None] * c + ch[None, :]
-        tl.store(y + out, best, mask=mask)
-        tl.store(arg + out, where, mask=mask)
-
-    @triton.jit(do_not_specialize=sizes)
-    def pool_backward(g, arg, gx, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr,
-                      BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
-        p = (tl.program_id(0) * BP + tl.arange(0, BP)).to(tl.int64)
-        ch = tl.program_id(1) * BC + tl.arange(0, BC)
-        j = p % wo
-        i = (p // wo) % ho
-        n = p // (wo * ho)
-        mask = (p < positions)[:, None] & (ch < c)[None, :]
-        out = p[:, None] * c + ch[None, :]
-        grad = tl.load(g + out, mask=mask, other=0.0)
-        where = tl.load(arg + out, mask=mask, other=0)
-        corner = (((n * h + i * KH) * w + j * KW) * c)[:, None] + ch[None, :]
-        for k in tl.static_range(KH * KW):
-            tl.store(gx + corner + ((k // KW) * w + k % KW) * c, tl.where(where == k, grad, 0.0), mask=mask)
-
-    return pool_forward, pool_backward
+    return _pool_triton.pool_forward, _pool_triton.pool_backward
 
 
 def compile_pool(dtype: torch.dtype, kh: int = 2, kw: int = 2) -> None:

@@ -1,0 +1,52 @@
+"""Triton source of the window max-pool kernels that models/_kernels.py launches (see there for why they exist).
+
+A module of its own so that `triton` is imported only where it is installed and used (_kernels.available()), and
+so that the forward and backward kernels can share their index arithmetic as a module-level Triton function.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+SIZES = ["positions", "ho", "wo", "h", "w", "c"]  # one compiled kernel per dtype and window, not per layer
+
+
+@triton.jit
+def _window(positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
+    """This program's block of output positions x channels: its mask, the offsets of each window's top-left
+    input element, and the offsets of the outputs (all NHWC)."""
+    p = (tl.program_id(0) * BP + tl.arange(0, BP)).to(tl.int64)
+    ch = tl.program_id(1) * BC + tl.arange(0, BC)
+    j = p % wo
+    i = (p // wo) % ho
+    n = p // (wo * ho)
+    mask = (p < positions)[:, None] & (ch < c)[None, :]
+    corner = (((n * h + i * KH) * w + j * KW) * c)[:, None] + ch[None, :]
+    out = p[:, None] * c + ch[None, :]
+    return mask, corner, out
+
+
+@triton.jit(do_not_specialize=SIZES)
+def pool_forward(x, y, arg, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr,
+                 BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
+    mask, corner, out = _window(positions, ho, wo, h, w, c, KH, KW, BP, BC)
+    best = tl.load(x + corner, mask=mask, other=0.0)
+    where = tl.full([BP, BC], 0, tl.int8)
+    for k in tl.static_range(1, KH * KW):
+        v = tl.load(x + corner + ((k // KW) * w + k % KW) * c, mask=mask, other=0.0)
+        take = (v > best) | (v != v)  # first maximum wins; NaN propagates (max_pool2d's rule)
+        best = tl.where(take, v, best)
+        where = tl.where(take, k, where)
+    tl.store(y + out, best, mask=mask)
+    tl.store(arg + out, where, mask=mask)
+
+
+@triton.jit(do_not_specialize=SIZES)
+def pool_backward(g, arg, gx, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr,
+                  BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
+    mask, corner, out = _window(positions, ho, wo, h, w, c, KH, KW, BP, BC)
+    grad = tl.load(g + out, mask=mask, other=0.0)
+    where = tl.load(arg + out, mask=mask, other=0)
+    for k in tl.static_range(KH * KW):
+        tl.store(gx + corner + ((k // KW) * w + k % KW) * c, tl.where(where == k, grad, 0.0), mask=mask)
