@@ -18,7 +18,7 @@ class Maxout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
         # reshape, not view: a channels_last input cannot always be viewed this way
-        return x.reshape(n, c // self.pieces, self.pieces, *x.shape[2:]).amax(dim=2)
+        return max_over(x.reshape(n, c // self.pieces, self.pieces, *x.shape[2:]), 2)
 
     def extra_repr(self) -> str:
         return f"pieces={self.pieces}"
@@ -41,6 +41,17 @@ class WindowMaxPool(nn.MaxPool2d):
     def _plain(self, k: tuple[int, int]) -> bool:
         overlap = _pair(self.stride) != k or _pair(self.padding) != (0, 0) or _pair(self.dilation) != (1, 1)
         return overlap or self.ceil_mode or k[0] * k[1] > 127  # window positions are saved as int8
+
+
+def max_over(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """x.amax(dim), except under torch.compile: there max(dim), whose backward routes the gradient by the saved
+    indices. amax's backward finds the maxima again by equality with the output, and inductor recomputes the input
+    of a fused bf16 chain in fp32, so nothing compares equal and the gradient is 0 / 0: cifar10-fast with --compile
+    and bf16 trained to NaN from its first step (H200, torch 2.11; tests/models/test_compile.py reproduces it on
+    the CPU). Eager keeps amax (unchanged numerics: ties share the gradient)."""
+    if torch.compiler.is_compiling():
+        return x.max(dim).values
+    return x.amax(dim)
 
 
 def _pair(v) -> tuple[int, int]:
@@ -66,7 +77,7 @@ class GlobalMaxPool(nn.Module):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.amax(dim=(2, 3))
+        return max_over(x.flatten(2), 2)
 
 
 class ResidualBlock(nn.Module):
