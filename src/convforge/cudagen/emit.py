@@ -80,7 +80,7 @@ def _tile_calls(tiles, vec: int, fp32_out: bool) -> list[dict[str, str]]:
     out = ", float" if fp32_out else ""
     for i, t in enumerate(tiles):
         cond = f"if (n >= {t.min_n}) " if i < len(tiles) - 1 else ""
-        targs = f"Elem, {t.bm}, {t.bn}, {t.bk}, {vec}{out}" if t.kind == "conv" else ""
+        targs = f"Elem, {t.bm}, {t.bn}, {t.bk}, {t.warps}, {vec}{out}" if t.kind == "conv" else ""
         fn = f"conv_nhwc<{targs}>" if targs else f"gemv_nhwc<Elem{out}>"
         calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs, tile=t.name))
     return calls

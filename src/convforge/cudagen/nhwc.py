@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import ConvforgeError
 from .plan import Op, Plan, assign_buffers
@@ -29,17 +29,19 @@ ELEM_BYTES = 2  # half and bfloat16
 INDEX_LIMIT = (1 << 31) - 4096  # the kernels' 32-bit per-image and per-weight-tensor offsets
 GEMV_MAX_BATCH = 8  # dense layers up to this batch: one warp per output unit (gemv_nhwc)
 SMS = 132  # H100 / H200
-# tile (bm, bn, bk) -> relative MMA rate per SM, from the shared-memory bytes per MMA of its warp tile (64x32 warps
-# reuse fragments more than 32x32 ones, 64x64 more still); 2 CTAs per SM (4 for 64x64, 1 for 128x256 / 256x128).
-# A model for choosing, not a measurement: benchmarks/nhwc_tiles.py times every tile per layer.
+# tile (bm, bn, bk, warps) -> relative MMA rate per SM, from the shared-memory bytes per MMA of its warp tile (64x32
+# warps reuse fragments more than 32x32 ones, 64x64 more still); 2 CTAs of 8 warps per SM (4 of 4; 1 of 8 and 2 of
+# 4 for 64x64 warps). A model for choosing, not a measurement: benchmarks/nhwc_tiles.py times every tile per layer.
 TILES = {
-    (128, 128, 32): 1.0, (128, 64, 32): 0.8, (64, 128, 32): 0.8, (64, 64, 32): 0.6,
-    (64, 256, 32): 1.0, (128, 256, 32): 1.1, (256, 128, 32): 1.1,  # not measured yet
-    (128, 128, 64): 1.05, (64, 256, 64): 1.05, (64, 128, 64): 0.85,  # not measured yet
-}  # fmt: skip
+    (128, 128, 32, 8): 1.0, (128, 64, 32, 8): 0.8, (64, 128, 32, 8): 0.8, (64, 64, 32, 4): 0.6,
+    # not measured yet:
+    (64, 256, 32, 8): 1.0, (128, 256, 32, 8): 1.1, (256, 128, 32, 8): 1.1, (128, 128, 32, 4): 1.1,
+    (64, 256, 32, 4): 1.1, (64, 128, 32, 4): 0.9, (128, 128, 64, 8): 1.05, (64, 128, 64, 8): 0.85,
+    (128, 128, 64, 4): 1.15,
+}  # fmt: skip  (no 64x256x64: its 3 x 46 KB ring leaves room for 1 CTA per SM)
 # the tiles choose_tiles picks from; the others run only when forced (CF_NHWC_TILE) until measured
-AUTO_TILES = ((128, 128, 32), (128, 64, 32), (64, 128, 32), (64, 64, 32))
-TILE_ENV = "CF_NHWC_TILE"  # BMxBNxBK, read at generation: every 8-channel-aligned conv and dense layer runs that tile
+AUTO_TILES = ((128, 128, 32, 8), (128, 64, 32, 8), (64, 128, 32, 8), (64, 64, 32, 4))
+TILE_ENV = "CF_NHWC_TILE"  # BMxBNxBK[wW], read at generation: every 8-channel-aligned conv/dense layer runs that tile
 TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
 BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
 
@@ -73,10 +75,26 @@ class Tile:
     bm: int = 0
     bn: int = 0
     bk: int = BK
+    warps: int = 8
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return self.bm, self.bn, self.bk, self.warps
 
     @property
     def name(self) -> str:
-        return f"{self.bm}x{self.bn}x{self.bk}" if self.kind == "conv" else self.kind
+        return tile_name(self.key) if self.kind == "conv" else self.kind
+
+
+def default_warps(bm: int, bn: int) -> int:
+    """conv_nhwc.cuh NhwcTile's default: 4 warps for 64x64, else 8."""
+    return 4 if bm * bn <= 64 * 64 else 8
+
+
+def tile_name(key: tuple[int, int, int, int]) -> str:
+    """BMxBNxBK, plus wW when the warp count is not the default (128x128x32w4)."""
+    bm, bn, bk, warps = key
+    return f"{bm}x{bn}x{bk}" + ("" if warps == default_warps(bm, bn) else f"w{warps}")
 
 
 @dataclass(frozen=True)
@@ -204,10 +222,10 @@ def _splits(blocks: int, kp: int, bk: int, out_elems: int) -> int:
     return max(s, 1)
 
 
-def tile_cost(tile: tuple[int, int, int], rows_g: int, ncols: int, kp: int, groups: int) -> float:
+def tile_cost(tile: tuple[int, int, int, int], rows_g: int, ncols: int, kp: int, groups: int) -> float:
     """Modelled time of one launch, in MAC-slots of one SM: the busiest SM runs ceil(CTAs / SMs) CTAs, each its
     whole padded tile over its k range, at the tile's rate; plus the split-K partial sums' round trip."""
-    bm, bn, bk = tile
+    bm, bn, bk, _ = tile
     blocks = math.ceil(ncols / bn) * math.ceil(rows_g / bm) * groups
     splits = _splits(blocks, kp, bk, ncols * rows_g * groups)
     k_slice = math.ceil(kp / bk / splits) * bk
@@ -228,31 +246,26 @@ def choose_tiles(
     runs: list[Tile] = []
     for b in batches:
         cost = {t: tile_cost(t, rows_g, b * pixels, kp, groups) for t in tiles}
-        best = min(tiles, key=lambda t: (cost[t], -t[0] * t[1], t[2]))
-        keep = runs and cost[(runs[-1].bm, runs[-1].bn, runs[-1].bk)] <= 1.1 * cost[best]
+        best = min(tiles, key=lambda t: (cost[t], -t[0] * t[1], t[2], t[3]))
+        keep = runs and cost[runs[-1].key] <= 1.1 * cost[best]
         if not keep:
             runs.append(Tile(b, "conv", *best))
     if dense:
         runs.append(Tile(1, "gemv"))
     ordered = sorted(runs, key=lambda t: -t.min_n)
-    last = ordered[-1]
-    return [*ordered[:-1], Tile(1, last.kind, last.bm, last.bn, last.bk)]
+    return [*ordered[:-1], replace(ordered[-1], min_n=1)]
 
 
-def forced_tile(env: dict[str, str] | None = None) -> tuple[int, int, int] | None:
-    """The tile that $CF_NHWC_TILE (BMxBNxBK, e.g. 64x256x32) forces on every native conv/dense launch, or None;
-    for measuring each tile per layer (benchmarks/nhwc_tiles.py) and checking its numerics (tests -m gpu)."""
-    value = (os.environ if env is None else env).get(TILE_ENV, "").strip()
+def forced_tile(env: dict[str, str] | None = None) -> tuple[int, int, int, int] | None:
+    """The tile that $CF_NHWC_TILE (BMxBNxBK[wW], e.g. 64x256x32 or 128x128x32w4) forces on every native conv/dense
+    launch, or None; for measuring each tile per layer (benchmarks/nhwc_tiles.py) and checking its numerics (-m gpu)."""
+    value = (os.environ if env is None else env).get(TILE_ENV, "").strip().lower()
     if not value:
         return None
-    try:
-        tile = tuple(int(v) for v in value.lower().split("x"))
-    except ValueError:
-        tile = ()
-    if tile not in TILES:
-        names = ", ".join("x".join(map(str, t)) for t in TILES)
-        raise ConvforgeError(f"{TILE_ENV}={value!r} is not a tile of conv_nhwc.cuh; choose from: {names}")
-    return tile  # type: ignore[return-value]
+    names = {tile_name(t): t for t in TILES}
+    if value not in names:
+        raise ConvforgeError(f"{TILE_ENV}={value!r} is not a tile of conv_nhwc.cuh; choose from: {', '.join(names)}")
+    return names[value]
 
 
 def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool, vec8: bool) -> list[Tile]:
@@ -260,7 +273,7 @@ def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int,
     its own (one kernel less to compile; a forced tile would spill there: 8 gathered rows per thread)."""
     tiles = choose_tiles(rows_g, pixels, kp, groups, max_batch, dense)
     if not vec8:
-        return [Tile(1, "conv", tiles[0].bm, tiles[0].bn, tiles[0].bk)]
+        return [replace(tiles[0], min_n=1)]
     forced = forced_tile()
     if forced is None:
         return tiles
