@@ -88,3 +88,14 @@ def test_bad_command_line(project):
     out, _ = project
     proc = _run(out / "classify", "--frobnicate")
     assert proc.returncode == 2 and "unknown option" in proc.stderr
+    proc = _run(out / "classify", "--bench-layers", "32,0")
+    assert proc.returncode == 2 and "positive batch sizes" in proc.stderr
+
+
+def test_layer_table_matches_launches(project):
+    """--bench-layers names one entry per event: the input conversion, then each launch of enqueue_nhwc."""
+    out, info = project
+    src = (out / "network.cu").read_text()
+    table = src[src.index("kNhwcLayers[] = {") : src.index("};", src.index("kNhwcLayers[] = {"))]
+    body = src[src.index("void Network::enqueue_nhwc") : src.index("void Network::mark_layer")]
+    assert table.count("\n  { ") == body.count("mark_layer();") == info["kernels"] + 1

@@ -13,9 +13,10 @@ from convforge.cudagen import generate
 from convforge.cudagen._random_run import ZOO_SHAPES, make_run
 from convforge.cudagen.cudnn_nhwc import plan_cudnn
 from convforge.cudagen.emit import nhwc_context, pack_weights
-from convforge.cudagen.nhwc import choose_tiles, make_nhwc
+from convforge.cudagen.nhwc import AUTO_TILES, TILE_ENV, TILES, choose_tiles, forced_tile, make_nhwc
 from convforge.cudagen.plan import make_plan
 from convforge.cudagen.verify import synthetic_images
+from convforge.errors import ConvforgeError
 from convforge.models import MODELS
 
 F = torch.nn.functional
@@ -275,3 +276,26 @@ def test_tile_choices():
     fc = choose_tiles(rows_g=4096, pixels=1, kp=9216, groups=1, max_batch=256, dense=True)
     assert fc[-1].kind == "gemv" and fc[-2].min_n == 9
     assert choose_tiles(rows_g=16, pixels=1, kp=128, groups=1, max_batch=8, dense=True)[0].kind == "gemv"
+    assert all(t.key in AUTO_TILES for t in big + narrow + fc if t.kind == "conv")
+    wide = choose_tiles(rows_g=64, pixels=56 * 56, kp=576, groups=1, max_batch=256, dense=False, tiles=tuple(TILES))
+    assert (wide[0].bm, wide[0].bn) == (64, 256)  # same modelled rate as 128x128, no padded rows
+
+
+def test_forced_tile(tmp_path, monkeypatch):
+    """CF_NHWC_TILE forces one tile on every 8-channel-aligned conv and dense launch (dense layers keep the GEMV for
+    batches <= 8); the 4-channel stem keeps its own; an unknown tile is an error that lists the choices."""
+    assert forced_tile({}) is None and forced_tile({TILE_ENV: "128x128x64"}) == (128, 128, 64, 8)
+    assert forced_tile({TILE_ENV: "128x128x32w4"}) == (128, 128, 32, 4)
+    assert forced_tile({TILE_ENV: "64x64x32"}) == (64, 64, 32, 4)  # 4 warps: 64x64's default
+    with pytest.raises(ConvforgeError, match="choose from: 128x128x32"):
+        forced_tile({TILE_ENV: "96x96x32"})
+    monkeypatch.setenv(TILE_ENV, "128x256x32")
+    run = make_run(tmp_path / "a", "alexnet", in_shape=(3, 32, 32))
+    images = synthetic_images((3, 32, 32), 2)
+    ours, ctx = run_nhwc(run, images)
+    convs = [op for op in ctx["nhwc_ops"] if op["kind"] == "conv"]
+    assert convs[0]["tiles"][0]["targs"].endswith(", 4") and "128, 256" not in convs[0]["tiles"][0]["targs"]
+    for op in convs[1:]:
+        assert op["tiles"][0]["targs"].startswith("Elem, 128, 256, 32, 8, 8"), op["name"]
+    assert convs[-1]["tiles"][-1]["fn"].startswith("gemv_nhwc") and convs[-1]["tile_desc"].endswith("gemv@1")
+    np.testing.assert_allclose(ours, _reference(run, images), atol=1e-5)

@@ -80,9 +80,9 @@ def _tile_calls(tiles, vec: int, fp32_out: bool) -> list[dict[str, str]]:
     out = ", float" if fp32_out else ""
     for i, t in enumerate(tiles):
         cond = f"if (n >= {t.min_n}) " if i < len(tiles) - 1 else ""
-        targs = f"Elem, {t.bm}, {t.bn}, {vec}{out}" if t.kind == "conv" else ""
+        targs = f"Elem, {t.bm}, {t.bn}, {t.bk}, {t.warps}, {vec}{out}" if t.kind == "conv" else ""
         fn = f"conv_nhwc<{targs}>" if targs else f"gemv_nhwc<Elem{out}>"
-        calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs))
+        calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs, tile=t.name))
     return calls
 
 
@@ -110,6 +110,7 @@ def _nhwc_view(i: int, op, plan: NhwcPlan, offsets: dict[str, int]) -> dict[str,
         pack, shape = plan.packs[i], plan.shapes[i]
         view.update(w=f"P + {pack.offset}", shape_args=", ".join(map(str, shape)), layer=i)
         view["tiles"] = _tile_calls(plan.tiles[i], 8 if shape[3] % 8 == 0 else 4, op.out.id in plan.fp32_ids)
+        view["tile_desc"] = plan.paths.get(i) or " ".join(f"{t.name}@{t.min_n}" for t in plan.tiles[i])
         bias_t = plan.bias_packs.get(i)  # --backend cudnn: T bias for the fused call, cudnn_nhwc.py
         view.update(path=plan.paths.get(i, "native"), bt=f"P + {bias_t.offset}" if bias_t else "nullptr")
     elif op.kind == "pool":

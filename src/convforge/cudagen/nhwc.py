@@ -18,19 +18,30 @@ path, which handles every layer codegen supports.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 
+from ..errors import ConvforgeError
 from .plan import Op, Plan, assign_buffers
 
-BK = 32  # k slice of conv_nhwc.cuh; packed weight rows are a multiple of it
+BK = 32  # packed weight rows are a multiple of it (conv_nhwc.cuh's k slice of 32; a slice of 64 zero-fills the rest)
 ELEM_BYTES = 2  # half and bfloat16
 INDEX_LIMIT = (1 << 31) - 4096  # the kernels' 32-bit per-image and per-weight-tensor offsets
 GEMV_MAX_BATCH = 8  # dense layers up to this batch: one warp per output unit (gemv_nhwc)
 SMS = 132  # H100 / H200
-# tile (bm, bn) -> relative MMA rate per SM, from the shared-memory bytes per MMA of its warp tile (64x32 warps
-# reuse fragments more than 32x32 ones); all run 2 (4 for 64x64) CTAs per SM. A model for choosing, not a
-# measurement: benchmarks/nhwc_check.sh times the result.
-TILES = {(128, 128): 1.0, (128, 64): 0.8, (64, 128): 0.8, (64, 64): 0.6}
+# tile (bm, bn, bk, warps) -> relative MMA rate per SM, from the shared-memory bytes per MMA of its warp tile (64x32
+# warps reuse fragments more than 32x32 ones, 64x64 more still); 2 CTAs of 8 warps per SM (4 of 4; 1 of 8 and 2 of
+# 4 for 64x64 warps). A model for choosing, not a measurement: benchmarks/nhwc_tiles.py times every tile per layer.
+TILES = {
+    (128, 128, 32, 8): 1.0, (128, 64, 32, 8): 0.8, (64, 128, 32, 8): 0.8, (64, 64, 32, 4): 0.6,
+    # not measured yet:
+    (64, 256, 32, 8): 1.0, (128, 256, 32, 8): 1.1, (256, 128, 32, 8): 1.1, (128, 128, 32, 4): 1.1,
+    (64, 256, 32, 4): 1.1, (64, 128, 32, 4): 0.9, (128, 128, 64, 8): 1.05, (64, 128, 64, 8): 0.85,
+    (128, 128, 64, 4): 1.15,
+}  # fmt: skip  (no 64x256x64: its 3 x 46 KB ring leaves room for 1 CTA per SM)
+# the tiles choose_tiles picks from; the others run only when forced (CF_NHWC_TILE) until measured
+AUTO_TILES = ((128, 128, 32, 8), (128, 64, 32, 8), (64, 128, 32, 8), (64, 64, 32, 4))
+TILE_ENV = "CF_NHWC_TILE"  # BMxBNxBK[wW], read at generation: every 8-channel-aligned conv/dense layer runs that tile
 TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
 BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
 
@@ -63,6 +74,27 @@ class Tile:
     kind: str  # conv | gemv
     bm: int = 0
     bn: int = 0
+    bk: int = BK
+    warps: int = 8
+
+    @property
+    def key(self) -> tuple[int, int, int, int]:
+        return self.bm, self.bn, self.bk, self.warps
+
+    @property
+    def name(self) -> str:
+        return tile_name(self.key) if self.kind == "conv" else self.kind
+
+
+def default_warps(bm: int, bn: int) -> int:
+    """conv_nhwc.cuh NhwcTile's default: 4 warps for 64x64, else 8."""
+    return 4 if bm * bn <= 64 * 64 else 8
+
+
+def tile_name(key: tuple[int, int, int, int]) -> str:
+    """BMxBNxBK, plus wW when the warp count is not the default (128x128x32w4)."""
+    bm, bn, bk, warps = key
+    return f"{bm}x{bn}x{bk}" + ("" if warps == default_warps(bm, bn) else f"w{warps}")
 
 
 @dataclass(frozen=True)
@@ -180,46 +212,74 @@ def conv_shape(op: Op, gx: Geom, gy: Geom) -> tuple[list[int], Pack]:
     return shape, Pack(op.weights["w"], 0, p["cout"], gy.cs, c, cin_g, p["kh"], p["kw"], kp)
 
 
-def _splits(blocks: int, kp: int, out_elems: int) -> int:
+def _splits(blocks: int, kp: int, bk: int, out_elems: int) -> int:
     """splitk.cuh choose_splits, for the cost model."""
     if blocks >= TARGET_BLOCKS // 2:
         return 1
-    s = min(math.ceil(TARGET_BLOCKS / blocks), kp // (4 * BK), 32)
+    s = min(math.ceil(TARGET_BLOCKS / blocks), kp // (4 * bk), 32)
     while s > 1 and s * out_elems > WS_FLOATS:
         s -= 1
     return max(s, 1)
 
 
-def tile_cost(bm: int, bn: int, rows_g: int, ncols: int, kp: int, groups: int) -> float:
+def tile_cost(tile: tuple[int, int, int, int], rows_g: int, ncols: int, kp: int, groups: int) -> float:
     """Modelled time of one launch, in MAC-slots of one SM: the busiest SM runs ceil(CTAs / SMs) CTAs, each its
     whole padded tile over its k range, at the tile's rate; plus the split-K partial sums' round trip."""
-    rate = TILES[(bm, bn)]
+    bm, bn, bk, _ = tile
     blocks = math.ceil(ncols / bn) * math.ceil(rows_g / bm) * groups
-    splits = _splits(blocks, kp, ncols * rows_g * groups)
-    k_slice = math.ceil(kp / BK / splits) * BK
-    cost = math.ceil(blocks * splits / SMS) * bm * bn * k_slice / rate
+    splits = _splits(blocks, kp, bk, ncols * rows_g * groups)
+    k_slice = math.ceil(kp / bk / splits) * bk
+    cost = math.ceil(blocks * splits / SMS) * bm * bn * k_slice / TILES[tile]
     if splits > 1:
         cost += BYTE_COST * 8 * splits * ncols * rows_g * groups / SMS
     return cost
 
 
-def choose_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool) -> list[Tile]:
-    """The launch for every batch size 1..max_batch as descending thresholds: the cheapest tile at batch 1, 2, 4,
-    ..., max_batch (ties: the larger tile), kept while the cheapest is under 10% better (fewer kernels to compile,
-    and the model is not that exact); dense layers up to GEMV_MAX_BATCH images take the GEMV."""
+def choose_tiles(
+    rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool, tiles=AUTO_TILES
+) -> list[Tile]:
+    """The launch for every batch size 1..max_batch as descending thresholds: the cheapest of ``tiles`` at batch 1,
+    2, 4, ..., max_batch (ties: the larger tile), kept while the cheapest is under 10% better (fewer kernels to
+    compile, and the model is not that exact); dense layers up to GEMV_MAX_BATCH images take the GEMV."""
     first = GEMV_MAX_BATCH + 1 if dense else 1
     batches = sorted({b for b in [2**i for i in range(17)] + [first, max_batch] if first <= b <= max_batch})
     runs: list[Tile] = []
     for b in batches:
-        cost = {t: tile_cost(*t, rows_g, b * pixels, kp, groups) for t in TILES}
-        best = min(TILES, key=lambda t: (cost[t], -t[0] * t[1]))
-        keep = runs and cost[(runs[-1].bm, runs[-1].bn)] <= 1.1 * cost[best]
+        cost = {t: tile_cost(t, rows_g, b * pixels, kp, groups) for t in tiles}
+        best = min(tiles, key=lambda t: (cost[t], -t[0] * t[1], t[2], t[3]))
+        keep = runs and cost[runs[-1].key] <= 1.1 * cost[best]
         if not keep:
             runs.append(Tile(b, "conv", *best))
     if dense:
         runs.append(Tile(1, "gemv"))
-    tiles = sorted(runs, key=lambda t: -t.min_n)
-    return [*tiles[:-1], Tile(1, tiles[-1].kind, tiles[-1].bm, tiles[-1].bn)]
+    ordered = sorted(runs, key=lambda t: -t.min_n)
+    return [*ordered[:-1], replace(ordered[-1], min_n=1)]
+
+
+def forced_tile(env: dict[str, str] | None = None) -> tuple[int, int, int, int] | None:
+    """The tile that $CF_NHWC_TILE (BMxBNxBK[wW], e.g. 64x256x32 or 128x128x32w4) forces on every native conv/dense
+    launch, or None; for measuring each tile per layer (benchmarks/nhwc_tiles.py) and checking its numerics (-m gpu)."""
+    value = (os.environ if env is None else env).get(TILE_ENV, "").strip().lower()
+    if not value:
+        return None
+    names = {tile_name(t): t for t in TILES}
+    if value not in names:
+        raise ConvforgeError(f"{TILE_ENV}={value!r} is not a tile of conv_nhwc.cuh; choose from: {', '.join(names)}")
+    return names[value]
+
+
+def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool, vec8: bool) -> list[Tile]:
+    """choose_tiles, or the forced tile (GEMV kept for small dense batches); the 4-channel stem keeps one tile of
+    its own (one kernel less to compile; a forced tile would spill there: 8 gathered rows per thread)."""
+    tiles = choose_tiles(rows_g, pixels, kp, groups, max_batch, dense)
+    if not vec8:
+        return [replace(tiles[0], min_n=1)]
+    forced = forced_tile()
+    if forced is None:
+        return tiles
+    if dense and max_batch <= GEMV_MAX_BATCH:
+        return [Tile(1, "gemv")]
+    return [Tile(GEMV_MAX_BATCH + 1, "conv", *forced), Tile(1, "gemv")] if dense else [Tile(1, "conv", *forced)]
 
 
 def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int) -> None:
@@ -235,10 +295,8 @@ def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int) -> None:
         offset += math.ceil(pack.rows * pack.kp / 64) * 64  # 128-byte aligned tensors
         rows_g, pixels = gy.cs // op.p["groups"], gy.hw
         _need(pixels * max_batch < INDEX_LIMIT, op, "batch x pixels too large for the kernels")
-        tiles = choose_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, bool(op.p["dense"]))
-        if shape[3] % 8:  # the 4-channel stem: one tile (its max-batch one), one kernel less to compile
-            tiles = [Tile(1, "conv", tiles[0].bm, tiles[0].bn)]
-        nplan.tiles[i] = tiles
+        dense, vec8 = bool(op.p["dense"]), shape[3] % 8 == 0
+        nplan.tiles[i] = _layer_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, dense, vec8)
     nplan.packed_elems = offset
 
 

@@ -10,10 +10,13 @@
 // GEMM: C[m][n] = sum_k W[m][k] * im2col(x)[n][k], m = output channel, n = (image, y, x). Both operands are k-major,
 // so both tiles land in shared memory by 16-byte (8-byte for a 4-channel input) cp.async straight from global
 // memory -- no conversion pass -- and ldmatrix (non-transposed) feeds mma.sync m16n8k16 with fp32 accumulators.
-// Shared rows are BK + 8 = 40 elements (80 bytes): the 8 row addresses of each ldmatrix 8x8 matrix are 80 bytes
-// apart, which lands them on 8 different 16-byte bank groups (5 is odd), so fragment loads are conflict-free.
-// Tiles (chosen per layer and batch size at generation time, nhwc.py choose_tiles): 128x128 (8 warps of 64x32),
-// 128x64 / 64x128 (8 warps of 32x32), 64x64 (4 warps of 32x32); k slices of 32 in a 4-stage cp.async ring.
+// Shared rows are BK + 8 elements (80 bytes for BK 32, 144 for BK 64): the 8 row addresses of each ldmatrix 8x8
+// matrix are 5 (9) 16-byte units apart, an odd number, which lands them on 8 different 16-byte bank groups, so
+// fragment loads are conflict-free.
+// Tiles (chosen per layer and batch size at generation time, nhwc.py choose_tiles; CF_NHWC_TILE=BMxBNxBK[wW] there
+// forces one): 128x128 and 64x256 (8 warps of 64x32), 128x256 / 256x128 (8 warps of 64x64, 1 CTA per SM), 128x128w4
+// and 64x256w4 (4 warps of 64x64, 2 CTAs per SM), 64x128w4 (4 warps of 64x32), 128x64 / 64x128 (8 warps of 32x32),
+// 64x64 (4 warps of 32x32); k slices of 32 in a 4-stage cp.async ring, or of 64 in 3 stages.
 // Epilogue: accumulators staged in shared memory as fp32 [n][m], then each thread takes 8 channels of one pixel:
 // + bias, + residual (16-byte load), activation, one 16-byte store.
 // Speed vs cuDNN: not measured yet; benchmarks/nhwc_check.sh times it against the NCHW kernels and PyTorch.
@@ -147,21 +150,32 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) 
 #endif
 }
 
-template <int BM, int BN>
+// A tile configuration: BM x BN outputs per CTA computed by WARPS warps, k slices of BK (32: 4-stage ring; 64:
+// 3 stages, half the __syncthreads and cursor steps per MMA). Warp tile from the outputs per warp: 64x64 (32 mma per
+// 8 ldmatrix.x4, 128 accumulators: 255 registers, so 1 CTA of 8 warps or 2 of 4 per SM), 64x32 (16 mma per 6; one
+// warp row along m for BM 64, so 64-channel layers get 128x128's ratio), else 32x32 (8 per 4).
+template <int BM, int BN, int BK_ = 32, int WARPS = (BM * BN <= 64 * 64 ? 4 : 8)>
 struct NhwcTile {
-  static constexpr int BK = 32, STAGES = 4, LDS = BK + 8;
-  static constexpr int WN = BN == 128 ? 4 : 2;                  // warps along n
-  static constexpr int WM = (BM == 128 && BN == 64) ? 4 : 2;    // warps along m
-  static constexpr int NT = 32 * WM * WN;
-  static constexpr int TM = BM / WM, TN = BN / WN;              // warp tile
+  static constexpr int BK = BK_;
+  static constexpr int STAGES = BK == 32 ? 4 : 3, LDS = BK + 8;  // LDS * 2 bytes = odd multiple of 16: see above
+  static constexpr int NT = 32 * WARPS;
+  static constexpr int WARP_AREA = BM * BN / WARPS;
+  static constexpr int TM = WARP_AREA >= 64 * 32 ? 64 : 32, TN = WARP_AREA / TM;  // warp tile
+  static constexpr int WM = BM / TM, WN = BN / TN;              // warps along m and n
   static constexpr int MI = TM / 16, NJ = TN / 8;               // 16 x 8 fragments per warp
   static constexpr int LDC = BM + 4;                            // staged output Cs[n][m]; % 32 == 4: see epilogue
   static constexpr int STAGE = (BM + BN) * LDS;                 // T elements
   static constexpr int RING_BYTES = STAGES * STAGE * 2, OUT_BYTES = BN * LDC * 4;
   static constexpr int SMEM_BYTES = RING_BYTES > OUT_BYTES ? RING_BYTES : OUT_BYTES;
-  static constexpr int MIN_BLOCKS = NT == 256 ? 2 : 4;          // <= 128 registers a thread
-  static_assert((BM == 64 || BM == 128) && (BN == 64 || BN == 128), "tiles are 64 or 128 wide");
+  // 2 CTAs of 8 warps (4 of 4) per SM: <= 128 registers a thread; 64x64 warp tiles: <= 255, half as many CTAs
+  static constexpr int MIN_BLOCKS = (NT == 256 ? 2 : 4) / (WARP_AREA >= 64 * 64 ? 2 : 1);
+  static_assert((BM == 64 || BM == 128 || BM == 256) && (BN == 64 || BN == 128 || BN == 256), "tile sizes");
+  static_assert(BK == 32 || BK == 64, "k slices of 32 or 64");
+  static_assert(WARPS == 4 || WARPS == 8, "4 or 8 warps");
+  static_assert(WM * TM == BM && WN * TN == BN && TN <= 64, "warp tiles must cover the tile");
+  static_assert((LDS * 2 / 16) % 2 == 1, "rows an odd number of 16-byte units apart: conflict-free ldmatrix");
   static_assert(NJ % 2 == 0, "B fragments are loaded two n8 blocks at a time");
+  static_assert(SMEM_BYTES <= 227 * 1024, "more shared memory than a CTA may have");
 };
 
 // This CTA's part of the GEMM: group, split-K slice (k range in whole BK tiles), first row and column.
@@ -175,7 +189,7 @@ __device__ __forceinline__ NhwcGemm nhwc_gemm(const NhwcShape& s, int batch, int
   t.g = blockIdx.z / splits;
   t.split = blockIdx.z % splits;
   t.Mg = s.cs_out / s.groups;
-  const int tiles = s.Kp / bk, per = (tiles + splits - 1) / splits;
+  const int tiles = (s.Kp + bk - 1) / bk, per = (tiles + splits - 1) / splits;  // Kp % 64 == 32: last tile half
   t.k_begin = min(s.Kp, t.split * per * bk);
   t.k_end = min(s.Kp, t.k_begin + per * bk);
   t.P = s.ho * s.wo;
@@ -249,12 +263,12 @@ struct NhwcGather {
   }
 };
 
-template <class T, int BM, int BN, int VEC, class Y>
-__global__ void __launch_bounds__(NhwcTile<BM, BN>::NT, NhwcTile<BM, BN>::MIN_BLOCKS)
+template <class T, int BM, int BN, int BK, int WARPS, int VEC, class Y>
+__global__ void __launch_bounds__(NhwcTile<BM, BN, BK, WARPS>::NT, NhwcTile<BM, BN, BK, WARPS>::MIN_BLOCKS)
 conv_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float* __restrict__ bias,
                  const T* __restrict__ residual, Y* __restrict__ y, NhwcShape s, int batch, int act, float slope,
                  int splits, float* __restrict__ partial) {
-  using C = NhwcTile<BM, BN>;
+  using C = NhwcTile<BM, BN, BK, WARPS>;
   using Prec = typename Half2<T>::Prec;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   T* smem = reinterpret_cast<T*>(smem_raw);
@@ -276,11 +290,13 @@ conv_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
   auto load = [&](int st, int tile) {
     T* As = smem + st * C::STAGE;
     const int k0 = t.k_begin + tile * C::BK;
+    constexpr int CHUNKS = BK / 8;  // 16-byte chunks per weight row
+    static_assert(BM * CHUNKS % C::NT == 0, "weight chunks must split evenly over the threads");
 #pragma unroll
-    for (int i = 0; i < BM * 4 / C::NT; ++i) {  // weights: 4 chunks of 8 per row, rows past Mg zero-filled
-      const int idx = tid + i * C::NT, row = idx / 4, q = idx % 4, m = t.m0 + row;
-      const bool ok = m < t.Mg;
-      const T* src = ok ? wg + static_cast<long long>(m) * s.Kp + k0 + q * 8 : wgt;
+    for (int i = 0; i < BM * CHUNKS / C::NT; ++i) {  // rows past Mg and k past k_end (BK 64, Kp % 64 == 32): zeros
+      const int idx = tid + i * C::NT, row = idx / CHUNKS, q = idx % CHUNKS, m = t.m0 + row, k = k0 + q * 8;
+      const bool ok = m < t.Mg && k < t.k_end;
+      const T* src = ok ? wg + static_cast<long long>(m) * s.Kp + k : wgt;
       cp_async_f32x4(reinterpret_cast<float*>(As + row * C::LDS + q * 8), reinterpret_cast<const float*>(src), ok);
     }
     gather.load(As + BM * C::LDS, s, x);
@@ -313,7 +329,7 @@ conv_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
         for (int j = 0; j < C::NJ; ++j) mma_16x8<Prec>(acc[i][j], a[i], b[j]);
     }
   };
-  const int tiles = (t.k_end - t.k_begin) / C::BK;
+  const int tiles = (t.k_end - t.k_begin + C::BK - 1) / C::BK;
   pipeline<C::STAGES>(tiles, load, compute);  // ends with a __syncthreads: the ring is free
 
   // Accumulator (i, j): c0, c1 -> (m = g, n = 2t, 2t+1), c2, c3 -> (m = g + 8, same n), g = lane / 4, t = lane % 4.
@@ -415,24 +431,24 @@ __global__ void gemv_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ 
 // ---- host side --------------------------------------------------------------------------------------------------
 // Sets the dynamic shared-memory limit of one tile configuration; the generated network's constructor calls it for
 // every configuration it launches (outside graph capture).
-template <class T, int BM, int BN, int VEC, class Y = T>
+template <class T, int BM, int BN, int BK, int WARPS, int VEC, class Y = T>
 inline void conv_nhwc_prepare() {
   static std::atomic<unsigned long long> ready{0};
-  allow_smem_once(ready, conv_nhwc_kernel<T, BM, BN, VEC, Y>, NhwcTile<BM, BN>::SMEM_BYTES);
+  allow_smem_once(ready, conv_nhwc_kernel<T, BM, BN, BK, WARPS, VEC, Y>, NhwcTile<BM, BN, BK, WARPS>::SMEM_BYTES);
 }
 
-template <class T, int BM, int BN, int VEC, class Y = T>
+template <class T, int BM, int BN, int BK, int WARPS, int VEC, class Y = T>
 inline void conv_nhwc(cudaStream_t st, const T* x, const T* w, const float* b, const T* res, Y* y,
                       const NhwcShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
-  using C = NhwcTile<BM, BN>;
-  conv_nhwc_prepare<T, BM, BN, VEC, Y>();
+  using C = NhwcTile<BM, BN, BK, WARPS>;
+  conv_nhwc_prepare<T, BM, BN, BK, WARPS, VEC, Y>();
   const long long ncols = static_cast<long long>(batch) * s.ho * s.wo;
   const int mg = s.cs_out / s.groups;
   const long long blocks = static_cast<long long>(ceil_div(ncols, BN)) * ceil_div(mg, BM) * s.groups;
   const int splits = choose_splits(blocks, s.Kp, C::BK, ncols * s.cs_out, ws_elems);
   dim3 grid(ceil_div(ncols, BN), ceil_div(mg, BM), s.groups * splits);
-  conv_nhwc_kernel<T, BM, BN, VEC, Y><<<grid, C::NT, C::SMEM_BYTES, st>>>(x, w, b, res, y, s, batch, act, slope,
-                                                                        splits, splits > 1 ? ws : nullptr);
+  conv_nhwc_kernel<T, BM, BN, BK, WARPS, VEC, Y><<<grid, C::NT, C::SMEM_BYTES, st>>>(
+      x, w, b, res, y, s, batch, act, slope, splits, splits > 1 ? ws : nullptr);
   CF_CHECK(cudaGetLastError());
   if (splits > 1) {
     const long long total = ncols * s.cs_out;
