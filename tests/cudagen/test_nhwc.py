@@ -4,6 +4,8 @@ formulas (kernels/conv_nhwc.cuh, nhwc_ops.cuh) and compared with PyTorch; plus l
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -299,3 +301,19 @@ def test_forced_tile(tmp_path, monkeypatch):
         assert op["tiles"][0]["targs"].startswith("Elem, 128, 256, 32, 8, 8"), op["name"]
     assert convs[-1]["tiles"][-1]["fn"].startswith("gemv_nhwc") and convs[-1]["tile_desc"].endswith("gemv@1")
     np.testing.assert_allclose(ours, _reference(run, images), atol=1e-5)
+
+
+def test_deepen_takes_k64_tiles_for_deep_layers_from_a_quarter_wave_of_ctas():
+    """nhwc.deepen: 3x3 layers get the k-64 tile from the first batch with DEEP_MIN_BLOCKS CTAs (a new threshold
+    inside an entry's range when needed); 1x1 layers (K < 576) and other tiles stay as choose_tiles made them."""
+    from convforge.cudagen.nhwc import DEEP_MIN_BLOCKS, Tile, deepen
+
+    narrow = [Tile(1, "conv", 64, 128)]  # resnet18's 64-channel 3x3 layers: 25 CTAs an image at 56 x 56
+    assert [(t.min_n, t.key) for t in deepen(narrow, 64, 56 * 56, 576, 1, 256)] == [
+        (2, (64, 128, 64, 8)), (1, (64, 128, 32, 8))]  # fmt: skip
+    assert math.ceil(2 * 56 * 56 / 128) >= DEEP_MIN_BLOCKS > math.ceil(56 * 56 / 128)
+    assert deepen(narrow, 64, 56 * 56, 64, 1, 256) == narrow  # a 1x1 layer
+    wide = [Tile(2, "conv", 128, 128), Tile(1, "conv", 128, 64)]
+    assert [t.name for t in deepen(wide, 512, 49, 4608, 1, 256)] == ["128x128x64", "128x128x32", "128x64x32"]
+    assert deepen(wide, 512, 49, 4608, 1, 256)[0].min_n == 19  # 13 n-tiles x 4 m-tiles >= 32 from batch 19
+    assert deepen(wide, 512, 49, 4608, 1, 8) == wide  # never 32 CTAs below batch 9

@@ -32,15 +32,24 @@ SMS = 132  # H100 / H200
 # tile (bm, bn, bk, warps) -> relative MMA rate per SM, from the shared-memory bytes per MMA of its warp tile (64x32
 # warps reuse fragments more than 32x32 ones, 64x64 more still); 2 CTAs of 8 warps per SM (4 of 4; 1 of 8 and 2 of
 # 4 for 64x64 warps). A model for choosing, not a measurement: benchmarks/nhwc_tiles.py times every tile per layer.
+# fmt: off
 TILES = {
     (128, 128, 32, 8): 1.0, (128, 64, 32, 8): 0.8, (64, 128, 32, 8): 0.8, (64, 64, 32, 4): 0.6,
-    # not measured yet:
+    # only forced (CF_NHWC_TILE) or via DEEPER below: per layer they beat those seldom and by little (nhwc_tiles_*)
     (64, 256, 32, 8): 1.0, (128, 256, 32, 8): 1.1, (256, 128, 32, 8): 1.1, (128, 128, 32, 4): 1.1,
     (64, 256, 32, 4): 1.1, (64, 128, 32, 4): 0.9, (128, 128, 64, 8): 1.05, (64, 128, 64, 8): 0.85,
     (128, 128, 64, 4): 1.15,
-}  # fmt: skip  (no 64x256x64: its 3 x 46 KB ring leaves room for 1 CTA per SM)
+}  # (no 64x256x64: its 3 x 46 KB ring leaves room for 1 CTA per SM)
+# fmt: on
 # the tiles choose_tiles picks from; the others run only when forced (CF_NHWC_TILE) until measured
 AUTO_TILES = ((128, 128, 32, 8), (128, 64, 32, 8), (64, 128, 32, 8), (64, 64, 32, 4))
+# k slices of 64 (half the barriers per MMA) for these tiles when K >= 576 and the launch has >= 32 CTAs. Measured
+# per layer on an H200 (benchmarks/results/nhwc_tiles_NVIDIA-H200_2026-11-22.md, resnet18 / alexnet fp16): 3x3, 5x5
+# and dense layers 3-20% faster at batch 256 and 32 (e.g. 512x7x7 3x3: 0.239 -> 0.211 ms at 256, 0.056 -> 0.052 at
+# 32); 1x1 layers (K <= 256) and launches of a few CTAs (batch 1) 0-15% slower. With the other new tiles forced
+# (64x256, 128x256, 256x128, 4-warp ones) the whole pass was slower than today's choice on both nets at every batch.
+DEEPER = {(128, 128, 32, 8): (128, 128, 64, 8), (64, 128, 32, 8): (64, 128, 64, 8)}
+DEEP_MIN_K, DEEP_MIN_BLOCKS = 576, 32
 TILE_ENV = "CF_NHWC_TILE"  # BMxBNxBK[wW], read at generation: every 8-channel-aligned conv/dense layer runs that tile
 TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
 BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
@@ -256,6 +265,30 @@ def choose_tiles(
     return [*ordered[:-1], replace(ordered[-1], min_n=1)]
 
 
+def deepen(tiles: list[Tile], rows_g: int, pixels: int, kp: int, groups: int, max_batch: int) -> list[Tile]:
+    """choose_tiles' launches with DEEPER's k-64 tiles from the first batch with DEEP_MIN_BLOCKS CTAs on."""
+    if kp < DEEP_MIN_K:
+        return tiles
+    out: list[Tile] = []
+    upper = max_batch + 1  # each entry covers batches [min_n, the previous entry's min_n)
+    for tile in tiles:
+        deep = DEEPER.get(tile.key) if tile.kind == "conv" else None
+        if deep is not None:
+            mtiles = math.ceil(rows_g / tile.bm) * groups
+            enough = (
+                b for b in range(tile.min_n, upper) if math.ceil(b * pixels / tile.bn) * mtiles >= DEEP_MIN_BLOCKS
+            )
+            first = next(enough, None)
+            if first is not None:
+                out.append(Tile(first, "conv", *deep))
+            if first == tile.min_n:
+                upper = tile.min_n
+                continue
+        out.append(tile)
+        upper = tile.min_n
+    return out
+
+
 def forced_tile(env: dict[str, str] | None = None) -> tuple[int, int, int, int] | None:
     """The tile that $CF_NHWC_TILE (BMxBNxBK[wW], e.g. 64x256x32 or 128x128x32w4) forces on every native conv/dense
     launch, or None; for measuring each tile per layer (benchmarks/nhwc_tiles.py) and checking its numerics (-m gpu)."""
@@ -276,7 +309,7 @@ def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int,
         return [replace(tiles[0], min_n=1)]
     forced = forced_tile()
     if forced is None:
-        return tiles
+        return deepen(tiles, rows_g, pixels, kp, groups, max_batch)
     if dense and max_batch <= GEMV_MAX_BATCH:
         return [Tile(1, "gemv")]
     return [Tile(GEMV_MAX_BATCH + 1, "conv", *forced), Tile(1, "gemv")] if dense else [Tile(1, "conv", *forced)]
