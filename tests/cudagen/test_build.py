@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 
@@ -99,3 +100,23 @@ def test_layer_table_matches_launches(project):
     table = src[src.index("kNhwcLayers[] = {") : src.index("};", src.index("kNhwcLayers[] = {"))]
     body = src[src.index("void Network::enqueue_nhwc") : src.index("void Network::mark_layer")]
     assert table.count("\n  { ") == body.count("mark_layer();") == info["kernels"] + 1
+
+
+# resnet18's 7x7/2 stem in a small net; fp16 rewrites it space-to-depth (s2d.py). alexnet's 11x11/4 is built through
+# cuDNN in test_cudnn_build.py; both stems on both backends are checked index by index in test_nhwc.py.
+RESNET_LIKE = [{"conv": {"filters": 16, "kernel": 7, "stride": 2, "padding": 3, "bias": False, "norm": "batchnorm"}}]
+RESNET_LIKE += ["relu", {"maxpool": {"kernel": 3, "stride": 2, "padding": 1}}]
+RESNET_LIKE += [{"residual": {"layers": [{"conv": {"filters": 16, "kernel": 3, "padding": 1}}], "act": "relu"}}]
+RESNET_LIKE += ["global_avgpool", {"dense": {"units": "classes"}}, "softmax"]
+
+
+def test_s2d_stem_compiles_and_starts(tmp_path):
+    """The input conversion into the space-to-depth map and the rewritten stem (16-byte gathers, no 4-channel
+    kernel left) compile with the rest of an fp16 network, and the program starts."""
+    run = make_run(tmp_path / "run", {"layers": RESNET_LIKE}, in_shape=(3, 32, 32))
+    info = codegen(run, tmp_path / "out", precision="fp16", max_batch=64, arch="sm_90", build=True)
+    src = (tmp_path / "out" / "network.cu").read_text()
+    assert "nchw_to_s2d(s, in_" in src and not re.search(r"conv_nhwc<Elem(, \d+){4}, 4>", src)
+    assert info["s2d_stem"].startswith("layers.0: 7x7/2 over 3 channels -> 4x4/1 over 12 (16 a pixel")
+    proc = _run(info["binary"], "--frobnicate")
+    assert proc.returncode == 2 and "unknown option" in proc.stderr

@@ -66,6 +66,12 @@ MIXED = {
 }
 
 
+# MIXED behind alexnet's 11x11/4 stem (out: 8 x 8, as MIXED's first layer on 1 x 8 x 8); s2d map 10 x 10 of 48 channels,
+# whose last padded input row (37 + 2 * 2 = 41 > 40) no output reads
+MIXED_S2D = {"layers": [{"conv": {"filters": 8, "kernel": 11, "stride": 4, "padding": 2, "act": "relu"}}]}
+MIXED_S2D["layers"] += MIXED["layers"][1:]
+
+
 @pytest.mark.skipif(not _have(cudnn_libs), reason="needs cuDNN/cuBLAS headers (nvidia-cudnn-cu13, nvidia-cublas)")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_cudnn_half_project_is_generated(resnet_run, tmp_path, precision):
@@ -90,7 +96,7 @@ def test_cudnn_half_packing(tmp_path):
     overlap."""
     run = make_run(tmp_path / "run", MIXED, in_shape=(1, 8, 8), num_classes=10)
     plan = make_plan(read_yaml(run.file("spec.yaml")), run.state_dict(), (1, 8, 8), run.output)
-    nplan = plan_cudnn(plan, make_nhwc(plan, 16)[0])
+    nplan = plan_cudnn(make_nhwc(plan, 16)[0])
     convs = [i for i, op in enumerate(plan.ops) if op.kind == "conv"]
     assert [nplan.paths[i] for i in convs] == ["native", "cudnn", "cudnn", "native"]
     assert list(nplan.native_why) == [convs[0], convs[-1]] and "fp32 logits" in nplan.native_why[convs[-1]]
@@ -101,6 +107,24 @@ def test_cudnn_half_packing(tmp_path):
     assert sorted(biases) == convs[1:3] and all(b.rows == nplan.packs[i].rows for i, b in biases.items())
     assert not nplan.tiles[convs[1]]
     packs = [*nplan.packs.values(), *nplan.bias_packs.values()]
+    spans = sorted((q.offset, q.offset + q.rows * q.kp) for q in packs)
+    assert all(a[1] <= b[0] and b[0] % 64 == 0 for a, b in zip(spans, spans[1:])) and spans[-1][1] <= nplan.packed_elems
+
+
+def test_cudnn_s2d_stem_packing(tmp_path):
+    """A strided stem rewritten space-to-depth (alexnet's 11x11/4 over 3 channels -> 3x3/1 over 48) runs through
+    cuDNN with Kp = K weights, and keeps one native tile with whole-k-tile weights of its own (CF_CUDNN_STEM=native);
+    no packed tensors overlap."""
+    layers = [{"conv": {"filters": 16, "kernel": 11, "stride": 4, "padding": 2, "act": "relu"}}, "flatten"]
+    layers += [{"dense": {"units": "classes"}}, "softmax"]
+    run = make_run(tmp_path / "run", {"layers": layers}, in_shape=(3, 67, 67))
+    plan = make_plan(read_yaml(run.file("spec.yaml")), run.state_dict(), (3, 67, 67), run.output)
+    nplan = plan_cudnn(make_nhwc(plan, 64)[0])
+    assert nplan.stem == 0 and nplan.paths[0] == "cudnn" and not nplan.native_why
+    assert nplan.packs[0].kp == nplan.shapes[0][17] == nplan.shapes[0][18] == 3 * 3 * 48
+    assert nplan.stem_native.kp == 448 and nplan.packs[0].weight == nplan.stem_native.weight == "layers.0.weight.s2d"
+    assert len(nplan.tiles[0]) == 1 and nplan.tiles[0][0].min_n == 1 and 0 in nplan.bias_packs
+    packs = [*nplan.packs.values(), *nplan.bias_packs.values(), nplan.stem_native]
     spans = sorted((q.offset, q.offset + q.rows * q.kp) for q in packs)
     assert all(a[1] <= b[0] and b[0] % 64 == 0 for a, b in zip(spans, spans[1:])) and spans[-1][1] <= nplan.packed_elems
 
@@ -135,10 +159,16 @@ def test_cudnn_tf32_compiles_links_and_starts(tmp_path):
 @pytest.mark.parametrize("precision, model", [("fp16", "mixed"), ("bf16", "digits-cnn")])
 def test_cudnn_half_compiles_links_and_starts(tmp_path, precision, model):
     """cudnn_nhwc.cuh with cuDNN convolutions (fused and not), cuBLAS dense layers (fp16: the MIXED net's native
-    fallback instead), the NHWC kernels and the native fp32-NCHW pass, in one binary each."""
-    spec, in_shape = (MIXED, (1, 8, 8)) if model == "mixed" else (model, (1, 28, 28))
+    fallback instead), the NHWC kernels and the native fp32-NCHW pass, in one binary each. fp16: MIXED behind
+    alexnet's 11x11/4 stem, rewritten space-to-depth, through cuDNN or (CF_CUDNN_STEM=native) the native kernel;
+    bf16: a 1-channel stride-1 stem, native with 8-byte gathers."""
+    spec, in_shape = (MIXED_S2D, (3, 37, 37)) if model == "mixed" else (model, (1, 28, 28))
     run = make_run(tmp_path / "run", spec, in_shape=in_shape)
     info = codegen(run, tmp_path / "out", backend="cudnn", precision=precision, max_batch=64, arch="sm_90", build=True)
+    if model == "mixed":
+        src = (tmp_path / "out" / "network.cu").read_text()
+        assert "nchw_to_s2d(s, in_" in src and "if (cudnn_stem_native())" in src and "s2d_stem" in info
+        assert ["fp32 logits" in why for why in info["native_convs"].values()] == [True]
     env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
     proc = subprocess.run([info["binary"], "--frobnicate"], capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 2 and "unknown option" in proc.stderr

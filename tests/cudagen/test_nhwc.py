@@ -156,36 +156,59 @@ def _other(m: Machine, op: dict) -> None:
 
 
 def run_nhwc(
-    run, images: np.ndarray, precision: str = "none", max_batch: int = 64, backend: str = "native"
-) -> tuple[np.ndarray, dict]:
+    run, images: np.ndarray, precision: str = "none", max_batch: int = 64, backend: str = "native",
+    stem_native: bool = False, logits: bool = False,
+) -> tuple[np.ndarray, dict]:  # fmt: skip
     """Probabilities of the NHWC launch list of network.cu, executed in float64 (rounding T stores to precision).
     backend cudnn: cuDNN's packing (cudnn_nhwc.py); its convolutions and cuBLAS's GEMMs compute what the native
-    kernels do, so _conv runs them too."""
+    kernels do, so _conv runs them too; stem_native: the launch CF_CUDNN_STEM=native selects; logits: the output
+    layer's input (NCHW-flatten order) instead of the probabilities."""
     spec = read_yaml(run.file("spec.yaml"))
     pre = run.preprocessing
     plan = make_plan(spec, run.state_dict(), (pre["channels"], pre["height"], pre["width"]), run.output)
     nplan, why = make_nhwc(plan, max_batch)
     assert nplan is not None, why
     if backend == "cudnn":
-        plan_cudnn(plan, nplan)
+        plan_cudnn(nplan)
     offsets = {e["name"]: e["offset"] for e in pack_weights(plan)[1]}
     ctx = nhwc_context(plan, nplan, offsets, "bf16" if precision == "bf16" else "fp16")
     x = run.normalize(torch.from_numpy(images)).double().numpy()
     m = Machine(plan, ctx, len(images), precision)
     x0 = ctx["x0"]
-    nhwc = np.zeros((len(images), x0["hw"], x0["cs"]))
-    nhwc[..., : x0["c"]] = x.reshape(len(images), x0["c"], x0["hw"]).transpose(0, 2, 1)
+    if x0["s2d"]:
+        nhwc = _nchw_to_s2d(x, x0["s2d"])
+    else:
+        nhwc = np.zeros((len(images), x0["hw"], x0["cs"]))
+        nhwc[..., : x0["c"]] = x.reshape(len(images), x0["c"], x0["hw"]).transpose(0, 2, 1)
     m.store(f"A({x0['slot']})", nhwc)
     for op in ctx["nhwc_ops"]:
+        if op.get("native") and stem_native:  # CF_CUDNN_STEM=native: the stem's native launch and packed weights
+            op = dict(op, **op["native"])
         {"conv": _conv, "pool": _pool}.get(op["kind"], _other)(m, op)
+    if logits:  # element i of the NCHW flatten is at pixel i % hw, channel i / hw
+        last, i = ctx["nhwc_ops"][-1], np.arange(ctx["nhwc_ops"][-1]["cols"])
+        y = m.ptr(last["x"]).reshape(len(images), last["hw"], last["cs_in"])
+        return y[:, i % last["hw"], i // last["hw"]], ctx
     return m.mem["out_"].reshape(len(images), -1), ctx
 
 
-def _reference(run, images: np.ndarray) -> np.ndarray:
+def _nchw_to_s2d(x: np.ndarray, args: str) -> np.ndarray:
+    """nchw_to_s2d_kernel's index formula (nhwc_ops.cuh) with the SpaceToDepthShape the emitter wrote."""
+    c, h, w, s, ph, pw, hs, ws, cs = map(int, args.split(", "))
+    ch = np.arange(cs)
+    plane, dy, dx = ch // (s * s), ch % (s * s) // s, ch % s
+    iy = np.arange(hs)[:, None, None] * s + dy - ph
+    ix = np.arange(ws)[None, :, None] * s + dx - pw
+    inside = (plane < c) & (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    y = x[:, np.minimum(plane, c - 1), np.clip(iy, 0, h - 1), np.clip(ix, 0, w - 1)] * inside
+    return y.reshape(len(x), hs * ws, cs)
+
+
+def _reference(run, images: np.ndarray, logits: bool = False) -> np.ndarray:
     model = run.load_model("cpu").double().eval()
     with torch.no_grad():
-        logits = model(run.normalize(torch.from_numpy(images)).double())
-    return (torch.sigmoid(logits) if run.output == "sigmoid" else torch.softmax(logits.flatten(1), 1)).numpy()
+        y = model(run.normalize(torch.from_numpy(images)).double()).flatten(1)
+    return (y if logits else torch.sigmoid(y) if run.output == "sigmoid" else torch.softmax(y, 1)).numpy()
 
 
 MIXED = {
@@ -217,6 +240,38 @@ def test_nhwc_launches_match_torch(tmp_path, name, backend):
     images = synthetic_images(in_shape, 3)
     ours, _ = run_nhwc(run, images, backend=backend)
     np.testing.assert_allclose(ours, _reference(run, images), atol=1e-5)  # weights are stored fp32
+
+
+# strided stems, rewritten space-to-depth (s2d.py): the zoo's ImageNet stems (resnet18 7x7/2, alexnet 11x11/4) at
+# small sizes, and odd geometries: a zero row past the padded input and an input column no output reads (19 x 18 at
+# 5x5/3), a kernel smaller than its stride on one channel (4 s2d channels padded to 8)
+ODD_STEM = [{"conv": {"filters": 8, "kernel": 5, "stride": 3, "padding": 2, "norm": "batchnorm", "act": "relu"}}]
+ODD_STEM += [{"conv": {"filters": 8, "kernel": 2, "stride": 3}}, "flatten", {"dense": {"units": "classes"}}, "softmax"]
+TINY_STEM = [{"conv": {"filters": 8, "kernel": 1, "stride": 2}}, "flatten", {"dense": {"units": "classes"}}, "softmax"]
+S2D_CASES = {"resnet18": ("resnet18", (3, 96, 96)), "alexnet": ("alexnet", (3, 67, 67))}
+S2D_CASES.update({"5x5/3": ({"layers": ODD_STEM}, (3, 19, 18)), "1x1/2": ({"layers": TINY_STEM}, (1, 9, 9))})
+
+
+S2D_VARIANTS = {"native": ("native", False), "cudnn": ("cudnn", False), "cudnn-stem-native": ("cudnn", True)}
+
+
+@pytest.mark.parametrize("backend, stem_native", S2D_VARIANTS.values(), ids=S2D_VARIANTS)
+@pytest.mark.parametrize("name", S2D_CASES)
+def test_s2d_stem_launches_match_torch(tmp_path, name, backend, stem_native):
+    """The input conversion into the s2d map (nchw_to_s2d's index formula), the rearranged and packed weights and
+    the rewritten stem's shape match PyTorch's strided convolution; with cuDNN also its Kp = K packing and the
+    native launch that CF_CUDNN_STEM=native selects, with weights of its own. Logits are compared: random resnet18's
+    probabilities are one-hot whatever the input."""
+    spec, in_shape = S2D_CASES[name]
+    run = make_run(tmp_path / "run", spec, in_shape=in_shape)
+    images = synthetic_images(in_shape, 2)
+    ours, ctx = run_nhwc(run, images, backend=backend, stem_native=stem_native, logits=True)
+    stem = ctx["nhwc_ops"][0]
+    stride_pad = stem["shape_args"].split(", ")[10:14]
+    assert ctx["x0"]["s2d"] and ctx["x0"]["cs"] % 8 == 0 and stride_pad == ["1", "1", "0", "0"]
+    assert stem["path"] == backend and bool(stem["native"]) == (backend == "cudnn")
+    ref = _reference(run, images, logits=True)
+    np.testing.assert_allclose(ours, ref, atol=1e-6 * np.abs(ref).max())  # fp32 weights: about 1e-7 of the logits
 
 
 # bf16 on vgg11 / cifar10-fast is left out: with 256 synthetic images this emulation reaches 1.6e-2 / 2.5e-2 (top-1

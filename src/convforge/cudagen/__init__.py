@@ -64,7 +64,7 @@ def _nhwc(plan, backend: str, precision: str, max_batch: int):
             f"--backend cudnn --precision {precision} keeps activations {precision} NHWC, which this network "
             f"cannot use ({why}); use --backend native (fp32 NCHW activations there) or --precision fp32/tf32"
         )
-    return plan_cudnn(plan, nhwc), "nhwc"
+    return plan_cudnn(nhwc), "nhwc"
 
 
 def generate(run, out, backend: str = "native", precision: str = "fp32", max_batch: int = 256, arch=None):
@@ -89,6 +89,12 @@ def generate(run, out, backend: str = "native", precision: str = "fp32", max_bat
     )  # fmt: skip
     info = dict(out=str(out), backend=backend, precision=precision, max_batch=max_batch, arch=arch, **written)
     info["layout"] = layout  # fp16/bf16 activations between layers (CF_CONV_KERNELS=nchw|legacy: fp32 NCHW)
+    if nhwc is not None and nhwc.s2d is not None:  # the strided stem, rewritten space-to-depth (s2d.py)
+        g, p = nhwc.s2d, plan.ops[nhwc.stem].p
+        info["s2d_stem"] = (
+            f"{plan.ops[nhwc.stem].name}: {p['kh']}x{p['kw']}/{g.s} over {g.c} channels -> {g.kh}x{g.kw}/1 over "
+            f"{g.channels} ({nhwc.geom[nhwc.x0_id].cs} a pixel, {g.hs}x{g.ws})"
+        )
     if nhwc is not None and nhwc.native_why:  # --backend cudnn: convolutions cuDNN cannot run exactly
         info["native_convs"] = {plan.ops[i].name: why for i, why in nhwc.native_why.items()}
     info.update(model=meta["model"], kernels=len(plan.ops), buffers=len(plan.slot_sizes))

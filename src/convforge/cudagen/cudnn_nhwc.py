@@ -9,7 +9,11 @@ dense layers change hands (kernels/cudnn_nhwc.cuh):
 - a dense layer is one cublasGemmEx over the flat NHWC rows, with the native kernel's packed weights (lda = Kp);
 - a convolution cuDNN cannot express exactly keeps the native NHWC kernel (nhwc.choose_tiles): padding that is not
   symmetric (cuDNN pads both sides alike), or a layer that writes the fp32 logits (cuDNN's legacy API writes y in
-  x's data type); so does a stem over a 4-channel input (nhwc.py), which cuDNN runs without tensor cores.
+  x's data type); so does a stride-1 stem over a 4-channel input (nhwc.py), which cuDNN runs without tensor cores;
+- a strided stem rewritten space-to-depth (s2d.py: 16 or 48 channels a pixel, stride 1, no padding) is a cuDNN
+  convolution like the others, on its tensor-core NHWC path. It also keeps the native kernel, with its own packed
+  weights (whole 32-wide k tiles) and one tile, so that CF_CUDNN_STEM=native in the environment of the generated
+  program runs it natively for comparison (kernels/cudnn_nhwc.cuh; which is faster: not measured yet).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import math
 from dataclasses import replace
 
 from .nhwc import NhwcPlan, Pack
-from .plan import Op, Plan
+from .plan import Op
 
 ALIGN_ELEMS = 64  # packed tensors start 128 bytes apart, as in nhwc._pack_all
 
@@ -27,7 +31,8 @@ def native_why(op: Op, fp32_out: bool, cs_in: int) -> str:
     """Why this (non-dense) convolution keeps the native kernel; '' when cuDNN runs it."""
     if fp32_out:
         return "writes the fp32 logits (cuDNN writes y in x's data type)"
-    if cs_in % 8:  # measured: resnet18 224 px batch 256, H200 (ncu: this stem alone 5.25 ms in cuDNN, 1.41 native)
+    if cs_in % 8:  # measured on resnet18's 7x7/2 stem before it was rewritten space-to-depth (s2d.py), 224 px batch
+        # 256, H200 (ncu: this stem alone 5.25 ms in cuDNN, 1.41 native)
         return (
             "input of 4 channels a pixel: cuDNN runs it without tensor cores (resnet18 224 px batch 256: 3.22 ms "
             "with this stem native, 6.13 ms in cuDNN, 3.43 ms in cuDNN with the input padded to 8; H200)"
@@ -42,7 +47,7 @@ def native_why(op: Op, fp32_out: bool, cs_in: int) -> str:
     return ""
 
 
-def plan_cudnn(plan: Plan, nplan: NhwcPlan) -> NhwcPlan:
+def plan_cudnn(nplan: NhwcPlan) -> NhwcPlan:
     """Give every conv/dense of ``nplan`` its path (cudnn, cublas or native), repack cuDNN's weights with Kp = K,
     add their T biases, and lay the packed buffer out again. Changes ``nplan`` in place and returns it."""
     offset = 0
@@ -53,20 +58,23 @@ def plan_cudnn(plan: Plan, nplan: NhwcPlan) -> NhwcPlan:
         offset += math.ceil(count / ALIGN_ELEMS) * ALIGN_ELEMS
         return at
 
-    for i, op in enumerate(plan.ops):
+    for i, op in enumerate(nplan.ops):
         if op.kind != "conv":
             continue
         pack, shape = nplan.packs[i], nplan.shapes[i]
         cs_in = nplan.geom[op.inputs[0].id].cs
         why = "" if op.p["dense"] else native_why(op, op.out.id in nplan.fp32_ids, cs_in)
         path = "cublas" if op.p["dense"] else "native" if why else "cudnn"
-        if path == "cudnn":
-            shape[18] = shape[17]  # NhwcShape.Kp = K
-            pack = replace(pack, kp=shape[17])
-        if path != "native":
+        if path == "cudnn" and i == nplan.stem:  # CF_CUDNN_STEM=native: one tile, the max-batch one
+            nplan.stem_native = replace(pack, offset=place(pack.rows * pack.kp))
+            nplan.tiles[i] = [replace(nplan.tiles[i][0], min_n=1)]
+        elif path != "native":
             nplan.tiles[i] = []  # no native kernel to compile for this layer
         else:
             nplan.native_why[i] = why
+        if path == "cudnn":
+            shape[18] = shape[17]  # NhwcShape.Kp = K
+            pack = replace(pack, kp=shape[17])
         nplan.packs[i] = replace(pack, offset=place(pack.rows * pack.kp))
         nplan.paths[i] = path
         if path == "cudnn" and "b" in op.weights:  # [cs_out] as a 1 x 1 "convolution" of one channel

@@ -113,6 +113,10 @@ def _nhwc_view(i: int, op, plan: NhwcPlan, offsets: dict[str, int]) -> dict[str,
         view["tile_desc"] = plan.paths.get(i) or " ".join(f"{t.name}@{t.min_n}" for t in plan.tiles[i])
         bias_t = plan.bias_packs.get(i)  # --backend cudnn: T bias for the fused call, cudnn_nhwc.py
         view.update(path=plan.paths.get(i, "native"), bt=f"P + {bias_t.offset}" if bias_t else "nullptr")
+        alt = plan.stem_native if i == plan.stem else None  # the cuDNN stem's native launch (CF_CUDNN_STEM=native)
+        view["native"] = alt and dict(w=f"P + {alt.offset}", shape_args=", ".join(map(str, [*shape[:18], alt.kp])))
+        if alt:
+            view["tile_desc"] = f"cudnn, CF_CUDNN_STEM=native: {plan.tiles[i][0].name}@1"
     elif op.kind == "pool":
         view["shape_args"] = ", ".join(str(v) for v in [gx.cs, *(p[k] for k in "h w ho wo kh kw sh sw ph pw".split())])
     elif op.kind == "add":
@@ -127,15 +131,23 @@ def _nhwc_view(i: int, op, plan: NhwcPlan, offsets: dict[str, int]) -> dict[str,
 
 def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision: str) -> dict[str, Any]:
     """Template variables of the NHWC forward pass: conversion, launches, weight packing table, tile set-up."""
-    ops = [_nhwc_view(i, op, nplan, offsets) for i, op in enumerate(plan.ops)]
+    ops = [_nhwc_view(i, op, nplan, offsets) for i, op in enumerate(nplan.ops)]
     g0 = nplan.geom[nplan.x0_id]
     packs = [dict(vars(p), src=offsets[p.weight] // 4, name=plan.ops[i].name) for i, p in nplan.packs.items()]
     packs += [dict(vars(p), src=offsets[p.weight] // 4, name=f"{plan.ops[i].name} bias")
               for i, p in nplan.bias_packs.items()]  # fmt: skip
+    if nplan.stem_native is not None:
+        stem = nplan.stem_native
+        packs.append(dict(vars(stem), src=offsets[stem.weight] // 4, name=f"{plan.ops[nplan.stem].name} native"))
     prepares = sorted({c["targs"] for op in ops for c in op.get("tiles", []) if c["targs"]})
-    x0 = dict(slot=nplan.slot_of[nplan.x0_id], c=g0.c, hw=g0.hw, cs=g0.cs)
+    x0 = dict(slot=nplan.slot_of[nplan.x0_id], c=g0.c, hw=g0.hw, cs=g0.cs, s2d="")
+    stem = None
+    if nplan.s2d is not None:  # SpaceToDepthShape fields (nhwc_ops.cuh), from s2d.py
+        g = nplan.s2d
+        x0["s2d"] = ", ".join(map(str, [g.c, g.h, g.w, g.s, g.ph, g.pw, g.hs, g.ws, g0.cs]))
+        stem = dict(vars(g), name=plan.ops[nplan.stem].name, channels=g.channels, cs=g0.cs)
     return dict(act_type=ACT_TYPE[precision], nhwc_ops=ops, packs=packs, packed_elems=nplan.packed_elems,
-                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths))  # fmt: skip
+                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem)  # fmt: skip
 
 
 def _slot_bytes(plan: Plan, nhwc: NhwcPlan | None) -> list[int]:
@@ -182,7 +194,8 @@ def emit_project(
         max_batch=max_batch, weights=entries, weight_bytes=len(blob), crc32=crc, slot_bytes=_slot_bytes(plan, nhwc),
         in_size=int(np.prod(plan.in_shape)), ops=[_op_view(op, offsets) for op in plan.ops],
         conv_fn="conv_cudnn" if backend == "cudnn" and precision in CUDNN_NCHW else CONV_FN[precision], arch=arch,
-        arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, cudnn_nhwc=False, **libs,
+        arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, cudnn_nhwc=False,
+        stem=None, **libs,
     )  # fmt: skip
     if nhwc is not None:
         ctx.update(nhwc_context(plan, nhwc, offsets, precision))

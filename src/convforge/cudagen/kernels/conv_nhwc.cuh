@@ -2,7 +2,8 @@
 // the default kernels of `--precision fp16|bf16` (CF_CONV_KERNELS=nchw or legacy select the fp32-NCHW kernels of
 // conv_mma.cuh / conv_wmma.cuh instead; common.cuh).
 // Layout: x, y, residual T[N][H][W][cs] (y fp32 for the layer feeding the output) with cs = channels rounded up to 8 (4 for a network input of <= 4 channels
-// read only by convolutions; nhwc.py); padded output channels are written as 0. Weights T[rows][Kp], packed once at
+// read only by convolutions other than a strided stem, which reads the input's space-to-depth map instead, s2d.py;
+// nhwc.py); padded output channels are written as 0. Weights T[rows][Kp], packed once at
 // start-up (nhwc_ops.cuh, repack_weights): row m = output channel, k = (ky, kx, c) with c fastest, zero rows and
 // columns for padding, Kp = K rounded up to 32 so every k tile is whole. Bias fp32 [cout] (batch norm folded in).
 // A dense layer is the same GEMM: a 1x1 convolution over the flat feature row (its weights were permuted at packing

@@ -12,7 +12,10 @@
 // ReLU and cuDNN accepts the call for this data type (tried once while planning, as in cudnn_ops.cuh); otherwise
 // cudnnConvolutionForward and the NHWC epilogue below (fp32 bias, residual, any activation, padded channels 0).
 // Algorithms: chosen and cached as for fp32 (cudnn_ops.cuh; cudnn_algos.txt keyed "fp16-nhwc" / "bf16-nhwc").
-// A stem over a 4-channel input stays native too: cuDNN runs it without tensor cores (cudnn_nhwc.py).
+// A stride-1 stem over a 4-channel input stays native too: cuDNN runs it without tensor cores (cudnn_nhwc.py). A
+// strided stem is rewritten space-to-depth at generation (s2d.py: 16 or 48 channels a pixel) and runs through cuDNN;
+// CF_CUDNN_STEM=native runs it with the native kernel instead (cudnn_stem_native below; which is faster: not
+// measured yet).
 // Speed (H200, heuristics, median of 200 graph replays, 224 px, random weights): batch 256 resnet18 3.22 ms (native
 // fp16 5.80 ms, PyTorch eager fp16 channels_last 5.51 ms), alexnet 1.13 ms (native 2.08 ms); batch 32 resnet18
 // 0.57 / alexnet 0.23 ms (native 0.99 / 0.43); batch 1 0.17 / 0.11 ms (native 0.21 / 0.12). Seen in ncu: cuDNN's
@@ -38,6 +41,16 @@ template <>
 struct CudaType<float> {
   static constexpr cudaDataType_t value = CUDA_R_32F;
 };
+
+// CF_CUDNN_STEM=native in the environment: the space-to-depth stem runs the native kernel rather than cuDNN, so one
+// binary times both (read once per process).
+inline bool cudnn_stem_native() {
+  static const bool native = [] {
+    const char* v = std::getenv("CF_CUDNN_STEM");
+    return v != nullptr && std::strcmp(v, "native") == 0;
+  }();
+  return native;
+}
 
 // y = act(y + bias + residual) on 8 channels a thread, in place; channels >= cout become 0 (finish8).
 template <class T, class Y>

@@ -1,6 +1,6 @@
 // The non-convolution layers of an fp16/bf16 NHWC network (conv_nhwc.cuh has the convolutions), and its two layout
-// boundaries: the fp32 NCHW input -> T NHWC (once per forward pass) and the packing of the fp32 PyTorch-order
-// weights into the convolutions' T [rows][Kp] layout (once, at start-up).
+// boundaries: the fp32 NCHW input -> T NHWC, or -> the space-to-depth map of a strided stem (once per forward pass),
+// and the packing of the fp32 PyTorch-order weights into the convolutions' T [rows][Kp] layout (once, at start-up).
 // Layout: T[N][H][W][cs], cs = channels rounded up to 8 (so 16-byte vectors everywhere here); a vector (dense
 // output, global pool) is H = W = 1. Padded channels are written (0 or a finite value) and never read as data: the
 // packed weights of every consumer are 0 there. Output layers read element i of the NCHW-flattened tensor at
@@ -39,6 +39,54 @@ template <class T>
 inline void nchw_to_nhwc(cudaStream_t st, const float* x, T* y, int batch, int C, int hw, int cs) {
   const long long total = static_cast<long long>(batch) * hw * (cs / 4);
   nchw_to_nhwc_kernel<T><<<ceil_div(total, 256), 256, 0, st>>>(x, y, total, C, hw, cs);
+  CF_CHECK(cudaGetLastError());
+}
+
+// The network input of a strided stem rewritten space-to-depth (s2d.py): padding, block rearrangement and the
+// fp32 -> T conversion in one pass, so the rewrite costs nothing extra per forward pass.
+struct SpaceToDepthShape {
+  int c, h, w;     // the fp32 NCHW network input
+  int s, ph, pw;   // the stem's stride (the block size) and padding (top, left)
+  int hs, ws, cs;  // the s2d map: hs x ws pixels of cs elements (c * s * s channels, then zeros up to a multiple of 8)
+};
+
+// y[img][Y][X][(c * s + dy) * s + dx] = x[img][c][s * Y + dy - ph][s * X + dx - pw], 0 outside the input and past
+// c * s * s channels. One thread per 8 channels of an s2d pixel, channels fastest: a warp's stores are 512
+// contiguous bytes, and a thread's 8 loads are runs of s neighbouring floats of input rows.
+template <class T>
+__global__ void nchw_to_s2d_kernel(const float* __restrict__ x, T* __restrict__ y, long long total,
+                                   SpaceToDepthShape g) {
+  const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= total) return;
+  const int q8 = g.cs / 8, q = static_cast<int>(i % q8);
+  long long r = i / q8;
+  const int bx = static_cast<int>(r % g.ws);
+  r /= g.ws;
+  const int by = static_cast<int>(r % g.hs);
+  const long long img = r / g.hs;
+  const int block = g.s * g.s;
+  int c = q * 8 / block, dy = q * 8 % block / g.s, dx = q * 8 % g.s;  // of channel q * 8 + e, stepped below
+  float v[8];
+#pragma unroll
+  for (int e = 0; e < 8; ++e) {
+    const int iy = by * g.s + dy - g.ph, ix = bx * g.s + dx - g.pw;
+    const bool inside = c < g.c && iy >= 0 && iy < g.h && ix >= 0 && ix < g.w;
+    v[e] = inside ? x[((img * g.c + c) * g.h + iy) * g.w + ix] : 0.f;
+    if (++dx == g.s) {  // no divisions per element: dx, then dy, then c
+      dx = 0;
+      if (++dy == g.s) {
+        dy = 0;
+        ++c;
+      }
+    }
+  }
+  store8(y + i * 8, v);
+}
+
+template <class T>
+inline void nchw_to_s2d(cudaStream_t st, const float* x, T* y, int batch, const SpaceToDepthShape& g) {
+  const long long total = static_cast<long long>(batch) * g.hs * g.ws * (g.cs / 8);
+  nchw_to_s2d_kernel<T><<<ceil_div(total, 256), 256, 0, st>>>(x, y, total, g);
   CF_CHECK(cudaGetLastError());
 }
 
