@@ -35,6 +35,14 @@ def _images(in_shape) -> tuple[np.ndarray, str]:
     return synthetic_images(in_shape, 256), "synthetic"
 
 
+def _model(name: str) -> tuple[str, tuple[int, int, int], int]:
+    """A case's zoo network, input shape and classes: NAME at its ZOO_SHAPES size, or NAME@PX at PX x PX pixels
+    (resnet18@224: the ImageNet variant, whose 7x7/2 stem is rewritten space-to-depth on the fp16/bf16 paths)."""
+    spec, _, px = name.partition("@")
+    (c, h, w), classes = ZOO_SHAPES[spec]
+    return spec, ((c, int(px), int(px)) if px else (c, h, w)), classes
+
+
 def _record(row: dict) -> None:
     path = os.environ.get("CONVFORGE_CODEGEN_RESULTS")
     if path:
@@ -51,8 +59,8 @@ def _build(root: Path, cases, workers: int | None = None) -> dict:
         pytest.skip("needs a CUDA GPU")
     runs = {}
     for name in sorted({c[0] for c in cases}):
-        in_shape, classes = ZOO_SHAPES[name]
-        runs[name] = make_run(root / f"run-{name}", name, in_shape=in_shape, num_classes=classes)
+        spec, in_shape, classes = _model(name)
+        runs[name] = make_run(root / f"run-{name}", spec, in_shape=in_shape, num_classes=classes)
 
     def one(case):
         name, precision, backend = case
@@ -90,10 +98,16 @@ def _check(projects: dict, case) -> Path:
     run, out, err = projects[case]
     if err is not None:
         raise err
-    images, source = _images(ZOO_SHAPES[case[0]][0])
+    images, source = _images(_model(case[0])[1])
     result = verify_project(run, out, case[1], images=images)
     _record(dict(model=case[0], backend=case[2], **result, images_from=source))
     return out
+
+
+@pytest.fixture(scope="session")
+def case_model():
+    """case_model(name) -> (zoo network, input shape, classes) of a case's model name (NAME or NAME@PX)."""
+    return _model
 
 
 @pytest.fixture(scope="session")

@@ -26,6 +26,12 @@ HALF_ZOO = ("mlp", "digits-cnn", "simple-cnn", "imagenette-cnn", "lenet5", "alex
 HALF_ZOO += ("cifar10-fast",)
 CASES += [(name, "fp16", "cudnn") for name in HALF_ZOO]
 CASES += [("resnet18", "bf16", "cudnn"), ("simple-cnn", "bf16", "cudnn")]
+# strided stems rewritten space-to-depth (s2d.py) through cuDNN: alexnet's 11x11/4 above, and as in test_gpu.py
+# folder-fast's 3x3/2 and resnet18's 7x7/2 at 224 px (one-hot random-weight probabilities: runs, keeps the top-1)
+CASES += [("folder-fast", "fp16", "cudnn"), ("resnet18@224", "fp16", "cudnn"), ("resnet18@224", "bf16", "cudnn")]
+# the same binaries with the stem on the native kernel (CF_CUDNN_STEM=native): s = 4 (48 channels, K = 432, its own
+# packed weights with Kp = 448) and s = 2, fp16 and bf16
+STEM_CASES = [("alexnet", "fp16", "cudnn"), ("folder-fast", "fp16", "cudnn"), ("resnet18@224", "bf16", "cudnn")]
 
 
 @pytest.fixture(scope="module")
@@ -78,3 +84,17 @@ def test_cudnn_half_small_batch_cache_and_nchw(projects, monkeypatch, gpu_images
     nchw = compare(run_program(out, images), reference_probs(run, images), precision)
     record(dict(model="resnet18", backend="cudnn", kernels="nchw", **nchw))
     assert nchw["passed"]
+
+
+@pytest.mark.parametrize("case", STEM_CASES, ids=["-".join(c) for c in STEM_CASES])
+def test_cudnn_stem_native_matches_pytorch(projects, case, monkeypatch, gpu_images, record, case_model):
+    """CF_CUDNN_STEM=native: the same binary runs the space-to-depth stem with the native kernel and its own packed
+    weights instead of cuDNN (for timing one against the other), and stays correct."""
+    run, out, err = projects[case]
+    if err is not None:
+        raise err
+    monkeypatch.setenv("CF_CUDNN_STEM", "native")
+    images, source = gpu_images(case_model(case[0])[1])
+    result = compare(run_program(out, images), reference_probs(run, images), case[1])
+    record(dict(model=case[0], backend="cudnn", stem="native", **result, images_from=source))
+    assert result["passed"]
