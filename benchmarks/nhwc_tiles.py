@@ -5,9 +5,10 @@
 
 One generated project per (model, tile): `auto` is today's choose_tiles; `BMxBNxBK[wW]` is that tile forced on every
 8-channel-aligned conv/dense launch (CF_NHWC_TILE at generation, nhwc.py; the 4-channel stem keeps its own tile);
-`cudnn` is --backend cudnn (its convolutions through cuDNN, for reference). Random seeded weights. Projects are
-generated one at a time (the environment variable is process-wide) and built in threads; each one is checked and
-timed on the GPU as soon as it is built, while the others still compile.
+`cudnn` is --backend cudnn (its convolutions through cuDNN, for reference); `wgmma` / `wgmma-<tile>` (not in the
+default list) are conv_wgmma.cuh on those layers (CF_NHWC_WGMMA=1 or that tile; an sm_90a build). Random seeded
+weights. Projects are generated one at a time (the environment variables are process-wide) and built in threads;
+each one is checked and timed on the GPU as soon as it is built, while the others still compile.
 Per project, one `classify --bench-layers 256,32,1` process: per batch, the whole pass as --bench times it (CUDA
 graph replay, median of --iters) and the median ms of each launch (eager, CUDA events between launches, all queued
 behind a 5 ms spin kernel so that no launch waits for the host, even one busy compiling the other projects; the
@@ -40,7 +41,7 @@ from convforge._io import read_yaml  # noqa: E402
 from convforge.cudagen import generate  # noqa: E402
 from convforge.cudagen._random_run import make_run  # noqa: E402
 from convforge.cudagen.build import build_project  # noqa: E402
-from convforge.cudagen.nhwc import TILE_ENV, TILES, tile_name  # noqa: E402
+from convforge.cudagen.nhwc import TILE_ENV, TILES, WGMMA_ENV, WGMMA_TILES, tile_name  # noqa: E402
 from convforge.cudagen.plan import make_plan  # noqa: E402
 from convforge.cudagen.verify import compare, reference_probs, run_program, synthetic_images  # noqa: E402
 from convforge.run import Run  # noqa: E402
@@ -49,20 +50,30 @@ IN_SHAPE, CLASSES = (3, 224, 224), 10
 MODELS = ("resnet18", "alexnet")
 TILE_NAMES = [tile_name(t) for t in TILES]
 VARIANTS = ("auto", "cudnn", *TILE_NAMES)
-_ENV_LOCK = threading.Lock()  # CF_NHWC_TILE is read from os.environ during generation
+WGMMA_VARIANTS = ("wgmma", *(f"wgmma-{name}" for name in WGMMA_TILES))  # only when asked for: not checked on a GPU yet
+_ENV_LOCK = threading.Lock()  # CF_NHWC_TILE / CF_NHWC_WGMMA are read from os.environ during generation
+
+
+def variant_env(variant: str) -> dict[str, str]:
+    """The generation-time variables of one variant (auto and cudnn: none)."""
+    if variant in ("auto", "cudnn"):
+        return {}
+    if variant.startswith("wgmma"):
+        return {WGMMA_ENV: variant.removeprefix("wgmma-") if "-" in variant else "1"}
+    return {TILE_ENV: variant}
 
 
 @contextlib.contextmanager
-def forced(tile: str | None):
-    old = os.environ.pop(TILE_ENV, None)
-    if tile:
-        os.environ[TILE_ENV] = tile
+def forced(env: dict[str, str]):
+    old = {key: os.environ.pop(key, None) for key in (TILE_ENV, WGMMA_ENV)}
+    os.environ.update(env)
     try:
         yield
     finally:
-        os.environ.pop(TILE_ENV, None)
-        if old is not None:
-            os.environ[TILE_ENV] = old
+        for key, value in old.items():
+            os.environ.pop(key, None)
+            if value is not None:
+                os.environ[key] = value
 
 
 def open_runs(models, root: Path) -> dict:
@@ -77,7 +88,7 @@ def open_runs(models, root: Path) -> dict:
 def generate_one(run, out: Path, variant: str, max_batch: int) -> None:
     """Write one project: variant auto, cudnn or a tile."""
     backend = "cudnn" if variant == "cudnn" else "native"
-    with _ENV_LOCK, forced(None if variant in ("auto", "cudnn") else variant):
+    with _ENV_LOCK, forced(variant_env(variant)):
         generate(run, out, backend=backend, precision="fp16", max_batch=max_batch)
 
 
@@ -236,7 +247,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="folder for nhwc_tiles.json and nhwc_tiles.md")
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    ap.add_argument("--tiles", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--tiles", nargs="+", default=list(VARIANTS), choices=[*VARIANTS, *WGMMA_VARIANTS])
     ap.add_argument("--batches", nargs="+", type=int, default=[256, 32, 1])
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--images", type=int, default=32, help="synthetic images for the check (0: no check)")

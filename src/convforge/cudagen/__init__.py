@@ -13,7 +13,7 @@ from ..errors import ConvforgeError
 from .build import build_project, check_arch, cudnn_libs, default_arch, make_vars
 from .cudnn_nhwc import plan_cudnn
 from .emit import emit_project
-from .nhwc import make_nhwc
+from .nhwc import build_arch, make_nhwc
 from .plan import make_plan
 
 BACKENDS = ("native", "cudnn")
@@ -52,11 +52,11 @@ def _check_options(backend: str, precision: str, max_batch: int) -> None:
         raise ConvforgeError(f"--max-batch {max_batch!r} must be an integer from 1 to 65536")
 
 
-def _nhwc(plan, backend: str, precision: str, max_batch: int):
+def _nhwc(plan, backend: str, precision: str, max_batch: int, arch: str):
     """The NHWC layout of an fp16/bf16 network (None: fp32 NCHW activations), and the layout's name for info."""
     if precision not in ("fp16", "bf16"):
         return None, "nchw"
-    nhwc, why = make_nhwc(plan, max_batch)
+    nhwc, why = make_nhwc(plan, max_batch, arch)
     if backend == "native":
         return nhwc, "nhwc" if nhwc else f"nchw ({why})"
     if nhwc is None:  # cuDNN's fp16/bf16 path is built on the NHWC one (cudnn_nhwc.py)
@@ -82,7 +82,8 @@ def generate(run, out, backend: str = "native", precision: str = "fp32", max_bat
     libs.update(make_vars(backend, libs))
     meta = dict(model=spec.get("name", "model"), run_path=str(run.path), classes=run.classes, preprocessing=pre)
     out = Path(out)
-    nhwc, layout = _nhwc(plan, backend, precision, max_batch)
+    nhwc, layout = _nhwc(plan, backend, precision, max_batch, arch)
+    arch = build_arch(nhwc, arch)  # CF_NHWC_WGMMA: sm_90 -> sm_90a
     written = emit_project(
         plan, out, meta=meta, backend=backend, precision=precision, max_batch=max_batch, arch=arch, libs=libs,
         nhwc=nhwc,

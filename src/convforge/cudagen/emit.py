@@ -75,14 +75,21 @@ def _op_view(op, offsets: dict[str, int]) -> dict[str, Any]:
 
 
 def _tile_calls(tiles, vec: int, fp32_out: bool) -> list[dict[str, str]]:
-    """The if / else-if chain that picks each batch size's launch (nhwc.choose_tiles), largest batches first."""
+    """The if / else-if chain that picks each batch size's launch (nhwc.choose_tiles), largest batches first;
+    ``prepare``: the kernel's shared-memory set-up the constructor calls (empty for the GEMV)."""
     calls = []
     out = ", float" if fp32_out else ""
     for i, t in enumerate(tiles):
         cond = f"if (n >= {t.min_n}) " if i < len(tiles) - 1 else ""
-        targs = f"Elem, {t.bm}, {t.bn}, {t.bk}, {t.warps}, {vec}{out}" if t.kind == "conv" else ""
-        fn = f"conv_nhwc<{targs}>" if targs else f"gemv_nhwc<Elem{out}>"
-        calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs, tile=t.name))
+        fn, targs = f"gemv_nhwc<Elem{out}>", ""
+        if t.kind == "conv":
+            targs = f"Elem, {t.bm}, {t.bn}, {t.bk}, {t.warps}, {vec}{out}"
+            fn = f"conv_nhwc<{targs}>"
+        elif t.kind == "wgmma":  # conv_wgmma.cuh: 8-channel gathers only (nhwc.use_wgmma)
+            targs = f"Elem, {t.bm}, {t.bn}, {t.stages}{out}"
+            fn = f"conv_wgmma<{targs}>"
+        prepare = fn.replace("<", "_prepare<", 1) if targs else ""
+        calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs, tile=t.name, prepare=prepare))
     return calls
 
 
@@ -139,7 +146,8 @@ def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision
     if nplan.stem_native is not None:
         stem = nplan.stem_native
         packs.append(dict(vars(stem), src=offsets[stem.weight] // 4, name=f"{plan.ops[nplan.stem].name} native"))
-    prepares = sorted({c["targs"] for op in ops for c in op.get("tiles", []) if c["targs"]})
+    prepares = sorted({c["prepare"] for op in ops for c in op.get("tiles", []) if c["prepare"]})
+    wgmma = any(c["fn"].startswith("conv_wgmma<") for op in ops for c in op.get("tiles", []))
     x0 = dict(slot=nplan.slot_of[nplan.x0_id], c=g0.c, hw=g0.hw, cs=g0.cs, s2d="")
     stem = None
     if nplan.s2d is not None:  # SpaceToDepthShape fields (nhwc_ops.cuh), from s2d.py
@@ -147,7 +155,7 @@ def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision
         x0["s2d"] = ", ".join(map(str, [g.c, g.h, g.w, g.s, g.ph, g.pw, g.hs, g.ws, g0.cs]))
         stem = dict(vars(g), name=plan.ops[nplan.stem].name, channels=g.channels, cs=g0.cs)
     return dict(act_type=ACT_TYPE[precision], nhwc_ops=ops, packs=packs, packed_elems=nplan.packed_elems,
-                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem)  # fmt: skip
+                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem, wgmma=wgmma)  # fmt: skip
 
 
 def _slot_bytes(plan: Plan, nhwc: NhwcPlan | None) -> list[int]:
@@ -195,7 +203,7 @@ def emit_project(
         in_size=int(np.prod(plan.in_shape)), ops=[_op_view(op, offsets) for op in plan.ops],
         conv_fn="conv_cudnn" if backend == "cudnn" and precision in CUDNN_NCHW else CONV_FN[precision], arch=arch,
         arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, cudnn_nhwc=False,
-        stem=None, **libs,
+        stem=None, wgmma=False, **libs,
     )  # fmt: skip
     if nhwc is not None:
         ctx.update(nhwc_context(plan, nhwc, offsets, precision))

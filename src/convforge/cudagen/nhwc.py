@@ -56,6 +56,15 @@ AUTO_TILES = ((128, 128, 32, 8), (128, 64, 32, 8), (64, 128, 32, 8), (64, 64, 32
 DEEPER = {(128, 128, 32, 8): (128, 128, 64, 8), (64, 128, 32, 8): (64, 128, 64, 8)}
 DEEP_MIN_K, DEEP_MIN_BLOCKS = 576, 32
 TILE_ENV = "CF_NHWC_TILE"  # BMxBNxBK[wW], read at generation: every 8-channel-aligned conv/dense layer runs that tile
+# CF_NHWC_WGMMA=1 (or one of WGMMA_TILES' names) at generation, for --arch sm_90 / sm_90a: 8-channel-aligned conv and
+# dense layers with groups == 1 run conv_wgmma.cuh (wgmma.mma_async; the build then targets sm_90a) instead of
+# conv_nhwc. Off by default: compiled, not yet checked or timed on a GPU (benchmarks/wgmma_check.cu does both).
+WGMMA_ENV = "CF_NHWC_WGMMA"
+WGMMA_ARCHS = ("sm_90", "sm_90a")
+# name -> (bm, bn, stages) of conv_wgmma.cuh's WgmmaTile; BM 64 for layers of <= 64 output channels per group
+WGMMA_TILES = {"128x128s3": (128, 128, 3), "128x128s4": (128, 128, 4), "128x256s4": (128, 256, 4),
+               "64x256s4": (64, 256, 4)}  # fmt: skip
+WGMMA_DEFAULT, WGMMA_NARROW = "128x128s3", "64x256s4"  # a guess (2 CTAs per SM, as conv_nhwc's 128x128): unmeasured
 TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
 BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
 
@@ -85,11 +94,12 @@ class Geom:
 @dataclass(frozen=True)
 class Tile:
     min_n: int  # used for batches >= min_n (and below the previous entry's min_n)
-    kind: str  # conv | gemv
+    kind: str  # conv (conv_nhwc) | wgmma (conv_wgmma) | gemv
     bm: int = 0
     bn: int = 0
     bk: int = BK
     warps: int = 8
+    stages: int = 0  # wgmma only: the ring's k slices
 
     @property
     def key(self) -> tuple[int, int, int, int]:
@@ -97,6 +107,8 @@ class Tile:
 
     @property
     def name(self) -> str:
+        if self.kind == "wgmma":
+            return f"wgmma{self.bm}x{self.bn}s{self.stages}"
         return tile_name(self.key) if self.kind == "conv" else self.kind
 
 
@@ -312,6 +324,44 @@ def forced_tile(env: dict[str, str] | None = None) -> tuple[int, int, int, int] 
     return names[value]
 
 
+def wgmma_tile(env: dict[str, str] | None = None) -> str | None:
+    """The WGMMA_TILES name that $CF_NHWC_WGMMA asks for ("auto" for 1: WGMMA_DEFAULT, or WGMMA_NARROW for layers of
+    <= 64 output channels), or None when unset or 0; an unknown value is an error that lists the choices."""
+    value = (os.environ if env is None else env).get(WGMMA_ENV, "").strip().lower()
+    if value in ("", "0"):
+        return None
+    if value == "1":
+        return "auto"
+    if value not in WGMMA_TILES:
+        raise ConvforgeError(f"{WGMMA_ENV}={value!r}: give 1, 0 or a conv_wgmma tile: {', '.join(WGMMA_TILES)}")
+    return value
+
+
+def build_arch(nplan: NhwcPlan | None, arch: str) -> str:
+    """The arch the project is built for: sm_90a when a layer launches conv_wgmma (wgmma exists only in sm_90a code,
+    which runs on H100/H200 alone), else ``arch``."""
+    uses = nplan is not None and any(t.kind == "wgmma" for tiles in nplan.tiles.values() for t in tiles)
+    return "sm_90a" if uses else arch
+
+
+def use_wgmma(tiles: list[Tile], rows_g: int, groups: int, name: str) -> list[Tile]:
+    """conv_nhwc launches of an 8-channel-aligned layer moved to conv_wgmma (the GEMV of small dense batches kept):
+    tile ``name``, or for "auto" WGMMA_NARROW when rows_g <= 64 else WGMMA_DEFAULT. Grouped layers keep conv_nhwc."""
+    if groups != 1:
+        return tiles
+    if name == "auto":
+        name = WGMMA_NARROW if rows_g <= 64 else WGMMA_DEFAULT
+    bm, bn, stages = WGMMA_TILES[name]
+    out: list[Tile] = []
+    for t in tiles:  # descending min_n: a run of conv tiles becomes one wgmma entry down to the run's last min_n
+        wg = t if t.kind == "gemv" else Tile(t.min_n, "wgmma", bm, bn, 64, 8, stages)
+        if out and out[-1].kind == wg.kind == "wgmma":
+            out[-1] = wg
+        else:
+            out.append(wg)
+    return out
+
+
 def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool, vec8: bool) -> list[Tile]:
     """choose_tiles, or the forced tile (GEMV kept for small dense batches); the 4-channel stem keeps one tile of
     its own (one kernel less to compile; a forced tile would spill there: 8 gathered rows per thread)."""
@@ -326,7 +376,7 @@ def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int,
     return [Tile(GEMV_MAX_BATCH + 1, "conv", *forced), Tile(1, "gemv")] if dense else [Tile(1, "conv", *forced)]
 
 
-def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int) -> None:
+def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None) -> None:
     offset = 0
     for i, op in enumerate(plan.ops):
         if op.kind != "conv":
@@ -341,6 +391,8 @@ def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int) -> None:
         _need(pixels * max_batch < INDEX_LIMIT, op, "batch x pixels too large for the kernels")
         dense, vec8 = bool(op.p["dense"]), shape[3] % 8 == 0
         nplan.tiles[i] = _layer_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, dense, vec8)
+        if wgmma is not None and vec8:
+            nplan.tiles[i] = use_wgmma(nplan.tiles[i], rows_g, op.p["groups"], wgmma)
     nplan.packed_elems = offset
 
 
@@ -371,16 +423,18 @@ def _rewrite_stem(plan: Plan, stem: int, s2d: SpaceToDepth) -> Plan:
     return replace(plan, ops=ops, weights=weights)
 
 
-def make_nhwc(plan: Plan, max_batch: int) -> tuple[NhwcPlan | None, str]:
+def make_nhwc(plan: Plan, max_batch: int, arch: str | None = None) -> tuple[NhwcPlan | None, str]:
     """The NHWC version of a plan (the same ops, tensors and weights, a strided stem rewritten space-to-depth), or
-    None and why the network keeps NCHW."""
+    None and why the network keeps NCHW. ``arch``: the build's; conv_wgmma launches only for an sm_90 one with
+    CF_NHWC_WGMMA set."""
     input_id = next(t.id for op in plan.ops for t in op.inputs if t.slot == -1)
     x0_id = 1 + max(t.id for op in plan.ops for t in [*op.inputs, op.out])
+    wgmma = wgmma_tile() if arch in WGMMA_ARCHS else None
     stem, s2d = _s2d_stem(plan, input_id)
     view = _rewrite_stem(plan, stem, s2d) if s2d is not None else plan
     try:
         nplan = NhwcPlan(_geometries(view, input_id, x0_id, s2d), input_id, x0_id, view.ops, s2d, stem)
-        _pack_all(view, nplan, max_batch)
+        _pack_all(view, nplan, max_batch, wgmma)
     except _Refuse as e:
         return None, str(e)
     plan.weights.update(view.weights)  # stored in weights.bin like every other weight

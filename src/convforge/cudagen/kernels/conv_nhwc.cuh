@@ -202,11 +202,14 @@ __device__ __forceinline__ NhwcGemm nhwc_gemm(const NhwcShape& s, int batch, int
 
 // im2col tile Bs[n][k] for one k slice: thread (row0, ch) copies chunk ch (VEC channels of one tap) of rows
 // row0, row0 + RP, ...; each row's pixel is decoded once, and a (c, kx, ky) cursor moves by BK per slice with one
-// carry per digit (no division after init).
-template <class T, int BN, int NT, int VEC, int BK, int LDS>
+// carry per digit (no division after init). SW128 (conv_wgmma.cuh): rows of 64 elements = 128 bytes whose 16-byte
+// chunk q is stored at q ^ (row % 8), the layout wgmma's 128-byte swizzle reads (row % 8 is row0 % 8 for every row
+// of a thread: RP is a multiple of 8).
+template <class T, int BN, int NT, int VEC, int BK, int LDS, bool SW128 = false>
 struct NhwcGather {
   static constexpr int CH = BK / VEC, RP = NT / CH, NP = BN / RP;
   static_assert(NT % CH == 0 && BN % RP == 0, "gather chunks must split evenly over the threads");
+  static_assert(!SW128 || (VEC == 8 && BK == 64 && RP % 8 == 0), "swizzled rows: 8 chunks of 8 elements");
   const T* base[NP];  // image (and group) start of each row's pixel
   int iy0[NP], ix0[NP];
   int row0, ch, k, c, kx, ky, dc, dkx, dky;
@@ -247,7 +250,9 @@ struct NhwcGather {
       const bool ok = k < s.K && static_cast<unsigned>(iy) < static_cast<unsigned>(s.h) &&
                       static_cast<unsigned>(ix) < static_cast<unsigned>(s.w);
       const T* src = ok ? base[j] + ((iy * s.w + ix) * s.cs_in + c) : x;
-      cp_async_ca<VEC * 2>(Bs + (row0 + j * RP) * LDS + ch * VEC, src, ok);
+      const int row = row0 + j * RP;
+      T* dst = SW128 ? Bs + row * BK + ((ch ^ (row0 & 7)) * VEC) : Bs + row * LDS + ch * VEC;
+      cp_async_ca<VEC * 2>(dst, src, ok);
     }
     k += BK;
     c += dc;
@@ -263,6 +268,34 @@ struct NhwcGather {
     ky += dky;
   }
 };
+
+// The NHWC epilogue of one CTA's BM x BN outputs staged as fp32 Cs[n][m] (leading dimension LDC): per 8 channels
+// of a pixel, split-K partial sums (partial != nullptr) or finish8. Shared by conv_nhwc and conv_wgmma.
+template <int BM, int BN, int NT, int LDC, class T, class Y>
+__device__ __forceinline__ void nhwc_store_tile(const float* Cs, const NhwcShape& s, const NhwcGemm& t,
+                                                Y* __restrict__ y, const float* __restrict__ bias,
+                                                const T* __restrict__ residual, int act, float slope,
+                                                float* __restrict__ partial) {
+  constexpr int MC = BM / 8;  // 8-channel chunks per pixel
+  const long long split_off = static_cast<long long>(t.split) * t.Ncols * s.cs_out;
+#pragma unroll 2
+  for (int idx = threadIdx.x; idx < BN * MC; idx += NT) {
+    const int mc = idx % MC, nn = idx / MC, m = t.m0 + mc * 8;
+    const long long n = t.n0 + nn;
+    if (n >= t.Ncols || m >= t.Mg) continue;
+    const float4 lo = *reinterpret_cast<const float4*>(Cs + nn * LDC + mc * 8);
+    const float4 hi = *reinterpret_cast<const float4*>(Cs + nn * LDC + mc * 8 + 4);
+    float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+    const int co = t.g * t.Mg + m;
+    const long long o = n * s.cs_out + co;  // NHWC: pixel n's row, no division
+    if (partial) {
+      *reinterpret_cast<float4*>(partial + split_off + o) = lo;
+      *reinterpret_cast<float4*>(partial + split_off + o + 4) = hi;
+    } else {
+      finish8(v, o, co, s.cout, y, bias, residual, act, slope);
+    }
+  }
+}
 
 template <class T, int BM, int BN, int BK, int WARPS, int VEC, class Y>
 __global__ void __launch_bounds__(NhwcTile<BM, BN, BK, WARPS>::NT, NhwcTile<BM, BN, BK, WARPS>::MIN_BLOCKS)
@@ -349,25 +382,7 @@ conv_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
       c[C::LDC + 8] = acc[i][j][3];
     }
   __syncthreads();
-  constexpr int MC = BM / 8;  // 8-channel chunks per pixel
-  const long long split_off = static_cast<long long>(t.split) * t.Ncols * s.cs_out;
-#pragma unroll 2
-  for (int idx = tid; idx < BN * MC; idx += C::NT) {
-    const int mc = idx % MC, nn = idx / MC, m = t.m0 + mc * 8;
-    const long long n = t.n0 + nn;
-    if (n >= t.Ncols || m >= t.Mg) continue;
-    const float4 lo = *reinterpret_cast<const float4*>(Cs + nn * C::LDC + mc * 8);
-    const float4 hi = *reinterpret_cast<const float4*>(Cs + nn * C::LDC + mc * 8 + 4);
-    float v[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
-    const int co = t.g * t.Mg + m;
-    const long long o = n * s.cs_out + co;  // NHWC: pixel n's row, no division
-    if (partial) {
-      *reinterpret_cast<float4*>(partial + split_off + o) = lo;
-      *reinterpret_cast<float4*>(partial + split_off + o + 4) = hi;
-    } else {
-      finish8(v, o, co, s.cout, y, bias, residual, act, slope);
-    }
-  }
+  nhwc_store_tile<BM, BN, C::NT, C::LDC>(Cs, s, t, y, bias, residual, act, slope, partial);
 }
 
 template <class T, class Y>
