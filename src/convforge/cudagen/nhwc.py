@@ -5,10 +5,11 @@ as N x H x W x cs, cs = channels rounded up to 8 so that the im2col loader moves
 network input arrives fp32 NCHW and is converted once. A <= 4-channel input read only by a strided stem (stride s > 1,
 e.g. resnet18's 7x7/2, alexnet's 11x11/4) is converted into that stem's space-to-depth map instead (s2d.py: C*s*s
 channels, cs = 16 or 48 for RGB at s = 2 or 4), over which the stem runs at stride 1 with 16-byte copies. It replaces
-a 4-channel stem that took 1.08 of resnet18's 5.8 ms (224 px, batch 256, fp16, H200, ncu); the rewritten stem's
-time: not measured yet. Any other <= 4-channel input read only by convolutions gets cs = 4 (8-byte copies), so such
-a stem's GEMM depth grows 3 -> 4 channels rather than 3 -> 8. Padded channels are written as 0 (or another finite
-value) and every consumer's packed weights are 0 there.
+a 4-channel stem that took 1.08 of resnet18's 5.8 ms (224 px, batch 256, fp16, H200, ncu); rewritten, it takes
+1.04 ms natively and 0.65 ms in cuDNN (--bench-layers, codegen_layers_*_s2d_deep_*.jsonl). Any other <= 4-channel
+input read only by convolutions gets cs = 4 (8-byte copies), so such a stem's GEMM depth grows 3 -> 4 channels
+rather than 3 -> 8. Padded channels are written as 0 (or another finite value) and every consumer's packed
+weights are 0 there.
 
 A dense layer is a GEMM over the flat NHWC row of its input; its fp32 weights (PyTorch's NCHW flatten order) are
 packed at start-up as a convolution with the input's H x W as kernel, which permutes the columns into NHWC order, so
@@ -56,15 +57,18 @@ AUTO_TILES = ((128, 128, 32, 8), (128, 64, 32, 8), (64, 128, 32, 8), (64, 64, 32
 DEEPER = {(128, 128, 32, 8): (128, 128, 64, 8), (64, 128, 32, 8): (64, 128, 64, 8)}
 DEEP_MIN_K, DEEP_MIN_BLOCKS = 576, 32
 TILE_ENV = "CF_NHWC_TILE"  # BMxBNxBK[wW], read at generation: every 8-channel-aligned conv/dense layer runs that tile
-# CF_NHWC_WGMMA=1 (or one of WGMMA_TILES' names) at generation, for --arch sm_90 / sm_90a: 8-channel-aligned conv and
-# dense layers with groups == 1 run conv_wgmma.cuh (wgmma.mma_async; the build then targets sm_90a) instead of
-# conv_nhwc. Off by default: compiled, not yet checked or timed on a GPU (benchmarks/wgmma_check.cu does both).
+# conv_wgmma.cuh (wgmma.mma_async; the build then targets sm_90a) for --arch sm_90 / sm_90a builds. By default
+# ("auto") for layers of >= 128 output channels per group, groups == 1, from the first batch with DEEP_MIN_BLOCKS
+# CTAs of its 128x128 tile: measured per layer on an H200 (nhwc_tiles_wgmma_NVIDIA-H200_2026-11-22.md), 10-25%
+# faster than conv_nhwc there at batch 256 and 32; slower for 64-channel layers and the stem (mma.sync keeps them)
+# and at batch 1. CF_NHWC_WGMMA=0 turns it off, 1 puts it on every 8-channel-aligned layer with groups == 1 (64x256s4
+# for <= 64 channels), a WGMMA_TILES name forces that tile there; benchmarks/wgmma_check.cu checks and times it.
 WGMMA_ENV = "CF_NHWC_WGMMA"
 WGMMA_ARCHS = ("sm_90", "sm_90a")
 # name -> (bm, bn, stages) of conv_wgmma.cuh's WgmmaTile; BM 64 for layers of <= 64 output channels per group
 WGMMA_TILES = {"128x128s3": (128, 128, 3), "128x128s4": (128, 128, 4), "128x256s4": (128, 256, 4),
                "64x256s4": (64, 256, 4)}  # fmt: skip
-WGMMA_DEFAULT, WGMMA_NARROW = "128x128s3", "64x256s4"  # a guess (2 CTAs per SM, as conv_nhwc's 128x128): unmeasured
+WGMMA_DEFAULT, WGMMA_NARROW, WGMMA_MIN_ROWS = "128x128s3", "64x256s4", 128  # measured best of WGMMA_TILES there
 TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
 BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
 
@@ -325,13 +329,13 @@ def forced_tile(env: dict[str, str] | None = None) -> tuple[int, int, int, int] 
 
 
 def wgmma_tile(env: dict[str, str] | None = None) -> str | None:
-    """The WGMMA_TILES name that $CF_NHWC_WGMMA asks for ("auto" for 1: WGMMA_DEFAULT, or WGMMA_NARROW for layers of
-    <= 64 output channels), or None when unset or 0; an unknown value is an error that lists the choices."""
+    """What $CF_NHWC_WGMMA asks for: "auto" when unset (measured layers only), "all" for 1, a WGMMA_TILES name, or
+    None for 0; an unknown value is an error that lists the choices."""
     value = (os.environ if env is None else env).get(WGMMA_ENV, "").strip().lower()
-    if value in ("", "0"):
+    if value == "0":
         return None
-    if value == "1":
-        return "auto"
+    if value in ("", "1"):
+        return "all" if value else "auto"
     if value not in WGMMA_TILES:
         raise ConvforgeError(f"{WGMMA_ENV}={value!r}: give 1, 0 or a conv_wgmma tile: {', '.join(WGMMA_TILES)}")
     return value
@@ -344,12 +348,17 @@ def build_arch(nplan: NhwcPlan | None, arch: str) -> str:
     return "sm_90a" if uses else arch
 
 
-def use_wgmma(tiles: list[Tile], rows_g: int, groups: int, name: str) -> list[Tile]:
-    """conv_nhwc launches of an 8-channel-aligned layer moved to conv_wgmma (the GEMV of small dense batches kept):
-    tile ``name``, or for "auto" WGMMA_NARROW when rows_g <= 64 else WGMMA_DEFAULT. Grouped layers keep conv_nhwc."""
+def use_wgmma(
+    tiles: list[Tile], rows_g: int, pixels: int, groups: int, name: str, dense: bool, max_batch: int
+) -> list[Tile]:
+    """conv_nhwc launches of an 8-channel-aligned layer moved to conv_wgmma (the GEMV of small dense batches kept;
+    grouped layers keep conv_nhwc): "auto" -> auto_wgmma; "all" -> WGMMA_NARROW when rows_g <= 64, else
+    WGMMA_DEFAULT; a tile name -> that tile."""
     if groups != 1:
         return tiles
     if name == "auto":
+        return auto_wgmma(tiles, rows_g, pixels, dense, max_batch)
+    if name == "all":
         name = WGMMA_NARROW if rows_g <= 64 else WGMMA_DEFAULT
     bm, bn, stages = WGMMA_TILES[name]
     out: list[Tile] = []
@@ -360,6 +369,22 @@ def use_wgmma(tiles: list[Tile], rows_g: int, groups: int, name: str) -> list[Ti
         else:
             out.append(wg)
     return out
+
+
+def auto_wgmma(tiles: list[Tile], rows_g: int, pixels: int, dense: bool, max_batch: int) -> list[Tile]:
+    """WGMMA_DEFAULT for layers of >= WGMMA_MIN_ROWS output channels, from the first batch whose grid has
+    DEEP_MIN_BLOCKS CTAs (past the GEMV's batches for a dense layer); the launches below it stay as they were."""
+    if rows_g < WGMMA_MIN_ROWS:
+        return tiles
+    bm, bn, stages = WGMMA_TILES[WGMMA_DEFAULT]
+    mtiles = math.ceil(rows_g / bm)
+    first = next((b for b in range(1, max_batch + 1) if math.ceil(b * pixels / bn) * mtiles >= DEEP_MIN_BLOCKS), 0)
+    if dense:
+        first = max(first, GEMV_MAX_BATCH + 1) if first else 0
+    if not first or first > max_batch:
+        return tiles
+    kept = [t for t in tiles if t.min_n < first]
+    return [Tile(first, "wgmma", bm, bn, 64, 8, stages), *kept] if kept else [Tile(1, "wgmma", bm, bn, 64, 8, stages)]
 
 
 def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool, vec8: bool) -> list[Tile]:
@@ -391,8 +416,8 @@ def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None) ->
         _need(pixels * max_batch < INDEX_LIMIT, op, "batch x pixels too large for the kernels")
         dense, vec8 = bool(op.p["dense"]), shape[3] % 8 == 0
         nplan.tiles[i] = _layer_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, dense, vec8)
-        if wgmma is not None and vec8:
-            nplan.tiles[i] = use_wgmma(nplan.tiles[i], rows_g, op.p["groups"], wgmma)
+        if wgmma is not None and vec8 and not (wgmma == "auto" and forced_tile() is not None):
+            nplan.tiles[i] = use_wgmma(nplan.tiles[i], rows_g, pixels, op.p["groups"], wgmma, dense, max_batch)
     nplan.packed_elems = offset
 
 

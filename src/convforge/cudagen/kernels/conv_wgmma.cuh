@@ -3,7 +3,9 @@
 // x / y / residual, split-K partial sums, groups, Y = float for the logits layer, padded output channels written 0).
 // Why: mma.sync on Hopper runs well below wgmma's rate; cuDNN's sm90 kernels (wgmma) ran resnet18's 3x3 layers at
 // 400-750 TFLOP/s on an H200 where conv_nhwc tops out at ~250-290 (benchmarks/results/nhwc_tiles_*.md).
-// Speed of this kernel: not measured yet (benchmarks/wgmma_check.cu checks it against conv_nhwc and times both).
+// Measured (H200, fp16, batch 256; benchmarks/results/wgmma_check_*.log, nhwc_tiles_wgmma_*.md): resnet18's 3x3
+// layers of 128-512 channels 300-376 TFLOP/s (conv_nhwc 225-290, cuDNN 620-770); its 64-channel layers and the stem
+// slower than conv_nhwc, which keeps them (nhwc.auto_wgmma).
 // Design: 2 warpgroups (256 threads), both loading and both multiplying (no producer warps). Tile BM x BN x 64:
 // BM 128 = two m64 warpgroup rows sharing the BN pixels, or BM 64 = one m64 row with the pixels split in two halves.
 // Both operands are k-major in shared memory, rows of 64 elements = 128 bytes with wgmma's 128-byte swizzle (16-byte
