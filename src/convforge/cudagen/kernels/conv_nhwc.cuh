@@ -454,18 +454,19 @@ inline void conv_nhwc_prepare() {
   allow_smem_once(ready, conv_nhwc_kernel<T, BM, BN, BK, WARPS, VEC, Y>, NhwcTile<BM, BN, BK, WARPS>::SMEM_BYTES);
 }
 
-template <class T, int BM, int BN, int BK, int WARPS, int VEC, class Y = T>
-inline void conv_nhwc(cudaStream_t st, const T* x, const T* w, const float* b, const T* res, Y* y,
-                      const NhwcShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
-  using C = NhwcTile<BM, BN, BK, WARPS>;
-  conv_nhwc_prepare<T, BM, BN, BK, WARPS, VEC, Y>();
+// One launch of an implicit-GEMM tile kernel of BM x BN outputs and k slices of BK (conv_nhwc_kernel here,
+// conv_wgmma_kernel in conv_wgmma.cuh: the same arguments) over its grid, split-K as splitk.cuh chooses, then the
+// reduction of the partial sums when split.
+template <int BM, int BN, int BK, class T, class Y, class Kernel>
+inline void launch_nhwc_gemm(Kernel kernel, int threads, int smem_bytes, cudaStream_t st, const T* x, const T* w,
+                             const float* b, const T* res, Y* y, const NhwcShape& s, int batch, int act, float slope,
+                             float* ws, long long ws_elems) {
   const long long ncols = static_cast<long long>(batch) * s.ho * s.wo;
   const int mg = s.cs_out / s.groups;
   const long long blocks = static_cast<long long>(ceil_div(ncols, BN)) * ceil_div(mg, BM) * s.groups;
-  const int splits = choose_splits(blocks, s.Kp, C::BK, ncols * s.cs_out, ws_elems);
+  const int splits = choose_splits(blocks, s.Kp, BK, ncols * s.cs_out, ws_elems);
   dim3 grid(ceil_div(ncols, BN), ceil_div(mg, BM), s.groups * splits);
-  conv_nhwc_kernel<T, BM, BN, BK, WARPS, VEC, Y><<<grid, C::NT, C::SMEM_BYTES, st>>>(
-      x, w, b, res, y, s, batch, act, slope, splits, splits > 1 ? ws : nullptr);
+  kernel<<<grid, threads, smem_bytes, st>>>(x, w, b, res, y, s, batch, act, slope, splits, splits > 1 ? ws : nullptr);
   CF_CHECK(cudaGetLastError());
   if (splits > 1) {
     const long long total = ncols * s.cs_out;
@@ -473,6 +474,15 @@ inline void conv_nhwc(cudaStream_t st, const T* x, const T* w, const float* b, c
                                                                              s.cs_out, s.cout, act, slope);
     CF_CHECK(cudaGetLastError());
   }
+}
+
+template <class T, int BM, int BN, int BK, int WARPS, int VEC, class Y = T>
+inline void conv_nhwc(cudaStream_t st, const T* x, const T* w, const float* b, const T* res, Y* y,
+                      const NhwcShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
+  using C = NhwcTile<BM, BN, BK, WARPS>;
+  conv_nhwc_prepare<T, BM, BN, BK, WARPS, VEC, Y>();
+  launch_nhwc_gemm<BM, BN, C::BK>(conv_nhwc_kernel<T, BM, BN, BK, WARPS, VEC, Y>, C::NT, C::SMEM_BYTES, st, x, w, b,
+                                  res, y, s, batch, act, slope, ws, ws_elems);
 }
 
 template <class T, class Y = T>

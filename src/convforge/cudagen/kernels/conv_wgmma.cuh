@@ -270,20 +270,8 @@ inline void conv_wgmma(cudaStream_t st, const T* x, const T* w, const float* b, 
                        const NhwcShape& s, int batch, int act, float slope, float* ws, long long ws_elems) {
   using C = WgmmaTile<BM, BN, STAGES>;
   conv_wgmma_prepare<T, BM, BN, STAGES, Y>();
-  const long long ncols = static_cast<long long>(batch) * s.ho * s.wo;
-  const int mg = s.cs_out / s.groups;
-  const long long blocks = static_cast<long long>(ceil_div(ncols, BN)) * ceil_div(mg, BM) * s.groups;
-  const int splits = choose_splits(blocks, s.Kp, C::BK, ncols * s.cs_out, ws_elems);
-  dim3 grid(ceil_div(ncols, BN), ceil_div(mg, BM), s.groups * splits);
-  conv_wgmma_kernel<T, BM, BN, STAGES, Y><<<grid, C::NT, C::SMEM_BYTES, st>>>(x, w, b, res, y, s, batch, act, slope,
-                                                                              splits, splits > 1 ? ws : nullptr);
-  CF_CHECK(cudaGetLastError());
-  if (splits > 1) {
-    const long long total = ncols * s.cs_out;
-    splitk_reduce_nhwc_kernel<T, Y><<<ceil_div(total / 8, 256), 256, 0, st>>>(ws, splits, total, b, res, y,
-                                                                             s.cs_out, s.cout, act, slope);
-    CF_CHECK(cudaGetLastError());
-  }
+  launch_nhwc_gemm<BM, BN, C::BK>(conv_wgmma_kernel<T, BM, BN, STAGES, Y>, C::NT, C::SMEM_BYTES, st, x, w, b, res, y,
+                                  s, batch, act, slope, ws, ws_elems);
 }
 
 }  // namespace cf
