@@ -75,3 +75,22 @@ def test_wgmma_memcheck_clean(projects, tile, gpu_images, record):
     result = memcheck(out, images[:4])
     record(dict(model="lenet5", tile=f"wgmma {tile}", memcheck=result))
     assert result["clean"], result["summary"]
+
+
+def test_a_rebuild_for_another_arch_stops_with_what_to_do(projects, tmp_path):
+    """The project rebuilt with make ARCH=sm_80 (its PTX JIT-compiled on this Hopper GPU: the wgmma kernels are
+    traps there) refuses at start-up with the fix, instead of trapping in a layer."""
+    import shutil
+    import subprocess
+
+    from convforge.cudagen.build import find_nvcc
+
+    _, out = _project(projects, ("lenet5", "128x128s3", "fp16"))
+    copy = tmp_path / "sm80"
+    shutil.copytree(out, copy, ignore=shutil.ignore_patterns("classify", "*.o"))
+    make = subprocess.run(["make", "-B", "-j4", f"NVCC={find_nvcc()}", "ARCH=sm_80"], cwd=copy, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert make.returncode == 0, make.stderr[-2000:]
+    proc = subprocess.run([str(copy / "classify"), "--weights", str(copy), "--bench", "4", "--iters", "2"],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode != 0 and "regenerate it with CF_NHWC_WGMMA=0" in proc.stderr, proc.stderr[-2000:]

@@ -15,7 +15,8 @@
 // iterations ago. Accumulators fp32 in registers (BM * BN / 256 per thread), staged in shared memory as Cs[n][m]
 // for conv_nhwc's epilogue (nhwc_store_tile).
 // Limits: 8-channel input pixels (VEC 8: the 4-channel stem keeps conv_nhwc), sm_90a only (other archs __trap();
-// the generator launches it only for --arch sm_90a builds with CF_NHWC_WGMMA=1, nhwc.py).
+// the generator launches it only in sm_90a builds, nhwc.auto_wgmma, and require_wgmma_code stops a rebuild for
+// another arch at start-up).
 #pragma once
 #include "conv_nhwc.cuh"
 
@@ -257,10 +258,44 @@ conv_wgmma_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
 #endif
 }
 
+// 1 when this device code is sm_90a (the only code in which conv_wgmma_kernel is not a trap); a template so that
+// the header can be included by several translation units.
+template <int = 0>
+__global__ void wgmma_code_kernel(int* built) {
+#ifdef CF_WGMMA_ENABLED
+  *built = 1;
+#else
+  *built = 0;
+#endif
+}
+
 // ---- host side --------------------------------------------------------------------------------------------------
+// Once per device, at start-up (the network's constructor, outside graph capture): a project rebuilt for another
+// arch (make ARCH=sm_80) or run on a non-Hopper GPU stops here with what to do, instead of trapping in a layer.
+inline void require_wgmma_code() {
+  static std::atomic<unsigned long long> checked{0};
+  int dev = 0;
+  CF_CHECK(cudaGetDevice(&dev));
+  const unsigned long long bit = 1ULL << (dev & 63);
+  if (checked.load() & bit) return;
+  int* built = nullptr;
+  int host = 0;
+  CF_CHECK(cudaMalloc(&built, sizeof(int)));
+  wgmma_code_kernel<><<<1, 1>>>(built);
+  const cudaError_t launched = cudaGetLastError();
+  if (launched == cudaSuccess) CF_CHECK(cudaMemcpy(&host, built, sizeof(int), cudaMemcpyDeviceToHost));
+  CF_CHECK(cudaFree(built));
+  if (launched != cudaSuccess || host != 1)
+    throw std::runtime_error(
+        "this network's wgmma layers run only on an H100/H200 with a build for sm_90a (make ARCH=sm_90a); for "
+        "another GPU, regenerate it with CF_NHWC_WGMMA=0");
+  checked.fetch_or(bit);
+}
+
 template <class T, int BM, int BN, int STAGES, class Y = T>
 inline void conv_wgmma_prepare() {
   static std::atomic<unsigned long long> ready{0};
+  require_wgmma_code();
   allow_smem_once(ready, conv_wgmma_kernel<T, BM, BN, STAGES, Y>, WgmmaTile<BM, BN, STAGES>::SMEM_BYTES);
 }
 
