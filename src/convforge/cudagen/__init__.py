@@ -83,7 +83,7 @@ def generate(run, out, backend: str = "native", precision: str = "fp32", max_bat
     meta = dict(model=spec.get("name", "model"), run_path=str(run.path), classes=run.classes, preprocessing=pre)
     out = Path(out)
     nhwc, layout = _nhwc(plan, backend, precision, max_batch, arch)
-    arch = build_arch(nhwc, arch)  # CF_NHWC_WGMMA: sm_90 -> sm_90a
+    arch = build_arch(nhwc, arch)  # layers on conv_wgmma: sm_90 -> sm_90a
     written = emit_project(
         plan, out, meta=meta, backend=backend, precision=precision, max_batch=max_batch, arch=arch, libs=libs,
         nhwc=nhwc,

@@ -147,7 +147,6 @@ def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision
         stem = nplan.stem_native
         packs.append(dict(vars(stem), src=offsets[stem.weight] // 4, name=f"{plan.ops[nplan.stem].name} native"))
     prepares = sorted({c["prepare"] for op in ops for c in op.get("tiles", []) if c["prepare"]})
-    wgmma = any(c["fn"].startswith("conv_wgmma<") for op in ops for c in op.get("tiles", []))
     x0 = dict(slot=nplan.slot_of[nplan.x0_id], c=g0.c, hw=g0.hw, cs=g0.cs, s2d="")
     stem = None
     if nplan.s2d is not None:  # SpaceToDepthShape fields (nhwc_ops.cuh), from s2d.py
@@ -155,7 +154,7 @@ def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision
         x0["s2d"] = ", ".join(map(str, [g.c, g.h, g.w, g.s, g.ph, g.pw, g.hs, g.ws, g0.cs]))
         stem = dict(vars(g), name=plan.ops[nplan.stem].name, channels=g.channels, cs=g0.cs)
     return dict(act_type=ACT_TYPE[precision], nhwc_ops=ops, packs=packs, packed_elems=nplan.packed_elems,
-                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem, wgmma=wgmma)  # fmt: skip
+                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem, wgmma=nplan.uses_wgmma)  # fmt: skip
 
 
 def _slot_bytes(plan: Plan, nhwc: NhwcPlan | None) -> list[int]:

@@ -47,7 +47,7 @@ TILES = {
     (128, 128, 64, 4): 1.15,
 }  # (no 64x256x64: its 3 x 46 KB ring leaves room for 1 CTA per SM)
 # fmt: on
-# the tiles choose_tiles picks from; the others run only when forced (CF_NHWC_TILE) until measured
+# the tiles choose_tiles picks from (DEEPER swaps two of them for their k-64 versions; the rest: CF_NHWC_TILE only)
 AUTO_TILES = ((128, 128, 32, 8), (128, 64, 32, 8), (64, 128, 32, 8), (64, 64, 32, 4))
 # k slices of 64 (half the barriers per MMA) for these tiles when K >= 576 and the launch has >= 32 CTAs. Measured
 # per layer on an H200 (benchmarks/results/nhwc_tiles_NVIDIA-H200_2026-11-22.md, resnet18 / alexnet fp16): 3x3, 5x5
@@ -163,6 +163,11 @@ class NhwcPlan:
     native_why: dict[int, str] = field(default_factory=dict)
     bias_packs: dict[int, Pack] = field(default_factory=dict)
     stem_native: Pack | None = None  # the cuDNN stem's weights for the native kernel (CF_CUDNN_STEM=native)
+
+    @property
+    def uses_wgmma(self) -> bool:
+        """A layer launches conv_wgmma.cuh (the project is then built for sm_90a)."""
+        return any(t.kind == "wgmma" for tiles in self.tiles.values() for t in tiles)
 
 
 class _Refuse(Exception):
@@ -292,6 +297,12 @@ def choose_tiles(
     return [*ordered[:-1], replace(ordered[-1], min_n=1)]
 
 
+def first_full_batch(pixels: int, bn: int, mtiles: int, start: int, stop: int) -> int | None:
+    """The first batch in [start, stop) whose launch of BN-pixel tiles (x ``mtiles`` along m) has DEEP_MIN_BLOCKS
+    CTAs, or None: where the measured k-64 and wgmma tiles start to pay (deepen, auto_wgmma)."""
+    return next((b for b in range(start, stop) if math.ceil(b * pixels / bn) * mtiles >= DEEP_MIN_BLOCKS), None)
+
+
 def deepen(tiles: list[Tile], rows_g: int, pixels: int, kp: int, groups: int, max_batch: int) -> list[Tile]:
     """choose_tiles' launches with DEEPER's k-64 tiles from the first batch with DEEP_MIN_BLOCKS CTAs on."""
     if kp < DEEP_MIN_K:
@@ -301,11 +312,7 @@ def deepen(tiles: list[Tile], rows_g: int, pixels: int, kp: int, groups: int, ma
     for tile in tiles:
         deep = DEEPER.get(tile.key) if tile.kind == "conv" else None
         if deep is not None:
-            mtiles = math.ceil(rows_g / tile.bm) * groups
-            enough = (
-                b for b in range(tile.min_n, upper) if math.ceil(b * pixels / tile.bn) * mtiles >= DEEP_MIN_BLOCKS
-            )
-            first = next(enough, None)
+            first = first_full_batch(pixels, tile.bn, math.ceil(rows_g / tile.bm) * groups, tile.min_n, upper)
             if first is not None:
                 out.append(Tile(first, "conv", *deep))
             if first == tile.min_n:
@@ -344,8 +351,7 @@ def wgmma_tile(env: dict[str, str] | None = None) -> str | None:
 def build_arch(nplan: NhwcPlan | None, arch: str) -> str:
     """The arch the project is built for: sm_90a when a layer launches conv_wgmma (wgmma exists only in sm_90a code,
     which runs on H100/H200 alone), else ``arch``."""
-    uses = nplan is not None and any(t.kind == "wgmma" for tiles in nplan.tiles.values() for t in tiles)
-    return "sm_90a" if uses else arch
+    return "sm_90a" if nplan is not None and nplan.uses_wgmma else arch
 
 
 def use_wgmma(
@@ -377,11 +383,10 @@ def auto_wgmma(tiles: list[Tile], rows_g: int, pixels: int, dense: bool, max_bat
     if rows_g < WGMMA_MIN_ROWS:
         return tiles
     bm, bn, stages = WGMMA_TILES[WGMMA_DEFAULT]
-    mtiles = math.ceil(rows_g / bm)
-    first = next((b for b in range(1, max_batch + 1) if math.ceil(b * pixels / bn) * mtiles >= DEEP_MIN_BLOCKS), 0)
-    if dense:
-        first = max(first, GEMV_MAX_BATCH + 1) if first else 0
-    if not first or first > max_batch:
+    first = first_full_batch(pixels, bn, math.ceil(rows_g / bm), 1, max_batch + 1)
+    if first is not None and dense:
+        first = max(first, GEMV_MAX_BATCH + 1)
+    if first is None or first > max_batch:
         return tiles
     kept = [t for t in tiles if t.min_n < first]
     return [Tile(first, "wgmma", bm, bn, 64, 8, stages), *kept] if kept else [Tile(1, "wgmma", bm, bn, 64, 8, stages)]
@@ -416,7 +421,7 @@ def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None) ->
         _need(pixels * max_batch < INDEX_LIMIT, op, "batch x pixels too large for the kernels")
         dense, vec8 = bool(op.p["dense"]), shape[3] % 8 == 0
         nplan.tiles[i] = _layer_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, dense, vec8)
-        if wgmma is not None and vec8 and not (wgmma == "auto" and forced_tile() is not None):
+        if wgmma is not None and vec8:
             nplan.tiles[i] = use_wgmma(nplan.tiles[i], rows_g, pixels, op.p["groups"], wgmma, dense, max_batch)
     nplan.packed_elems = offset
 
@@ -450,11 +455,13 @@ def _rewrite_stem(plan: Plan, stem: int, s2d: SpaceToDepth) -> Plan:
 
 def make_nhwc(plan: Plan, max_batch: int, arch: str | None = None) -> tuple[NhwcPlan | None, str]:
     """The NHWC version of a plan (the same ops, tensors and weights, a strided stem rewritten space-to-depth), or
-    None and why the network keeps NCHW. ``arch``: the build's; conv_wgmma launches only for an sm_90 one with
-    CF_NHWC_WGMMA set."""
+    None and why the network keeps NCHW. ``arch``: the build's; conv_wgmma launches only for an sm_90 one, and not
+    by default when CF_NHWC_TILE forces a conv_nhwc tile (that tile is what is being measured)."""
     input_id = next(t.id for op in plan.ops for t in op.inputs if t.slot == -1)
     x0_id = 1 + max(t.id for op in plan.ops for t in [*op.inputs, op.out])
     wgmma = wgmma_tile() if arch in WGMMA_ARCHS else None
+    if wgmma == "auto" and forced_tile() is not None:
+        wgmma = None
     stem, s2d = _s2d_stem(plan, input_id)
     view = _rewrite_stem(plan, stem, s2d) if s2d is not None else plan
     try:
