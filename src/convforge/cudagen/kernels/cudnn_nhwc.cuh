@@ -14,13 +14,13 @@
 // Algorithms: chosen and cached as for fp32 (cudnn_ops.cuh; cudnn_algos.txt keyed "fp16-nhwc" / "bf16-nhwc").
 // A stride-1 stem over a 4-channel input stays native too: cuDNN runs it without tensor cores (cudnn_nhwc.py). A
 // strided stem is rewritten space-to-depth at generation (s2d.py: 16 or 48 channels a pixel) and runs through cuDNN;
-// CF_CUDNN_STEM=native runs it with the native kernel instead (cudnn_stem_native below; which is faster: not
-// measured yet).
-// Speed (H200, heuristics, median of 200 graph replays, 224 px, random weights): batch 256 resnet18 3.22 ms (native
-// fp16 5.80 ms, PyTorch eager fp16 channels_last 5.51 ms), alexnet 1.13 ms (native 2.08 ms); batch 32 resnet18
-// 0.57 / alexnet 0.23 ms (native 0.99 / 0.43); batch 1 0.17 / 0.11 ms (native 0.21 / 0.12). Seen in ncu: cuDNN's
-// sm90 xmma kernels take about a third of the native kernel's time per layer; resnet18's first 1x1 stride-2
-// shortcut gets a slower NCHW-converting kernel from the heuristics (CF_CUDNN_FIND=1 picks another algorithm).
+// CF_CUDNN_STEM=native runs it with the native kernel instead (cudnn_stem_native below): resnet18 224 px batch 256
+// on an H200, 2.90 ms with the stem in cuDNN vs 3.23 ms native.
+// Speed (H200, heuristics, median of 200 graph replays, 224 px, random weights; codegen_speed.md), batch 256:
+// resnet18 2.85 ms (native fp16 5.06 ms, PyTorch eager fp16 autocast 8.34 ms), alexnet 0.91 ms (native 1.63 ms);
+// batch 32 resnet18 0.53 / alexnet 0.21 ms; batch 1 0.17 / 0.11 ms. Per layer (--bench-layers): cuDNN's sm90 xmma
+// kernels take a third to a half of the native kernels' time; resnet18's first 1x1 stride-2 shortcut gets a slow
+// kernel from the heuristics (0.33 ms vs 0.08 native; CF_CUDNN_FIND=1 picks another algorithm, not timed since).
 #pragma once
 #include "conv_nhwc.cuh"
 #include "cudnn_ops.cuh"
