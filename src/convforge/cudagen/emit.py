@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import write_bytes, write_json, write_text
-from .nhwc import NhwcPlan
+from .nhwc import HALO_TILES, NhwcPlan
 from .plan import Plan, Tensor
 
 ALIGN_BYTES = 64
@@ -74,11 +74,11 @@ def _op_view(op, offsets: dict[str, int]) -> dict[str, Any]:
     return view
 
 
-def _tile_calls(tiles, vec: int, fp32_out: bool) -> list[dict[str, str]]:
+def _tile_calls(tiles, shape: list[int], fp32_out: bool) -> list[dict[str, str]]:
     """The if / else-if chain that picks each batch size's launch (nhwc.choose_tiles), largest batches first;
     ``prepare``: the kernel's shared-memory set-up the constructor calls (empty for the GEMV)."""
     calls = []
-    out = ", float" if fp32_out else ""
+    out, vec = ", float" if fp32_out else "", 8 if shape[3] % 8 == 0 else 4
     for i, t in enumerate(tiles):
         cond = f"if (n >= {t.min_n}) " if i < len(tiles) - 1 else ""
         fn, targs = f"gemv_nhwc<Elem{out}>", ""
@@ -88,6 +88,10 @@ def _tile_calls(tiles, vec: int, fp32_out: bool) -> list[dict[str, str]]:
         elif t.kind == "wgmma":  # conv_wgmma.cuh: 8-channel gathers only (nhwc.use_wgmma)
             targs = f"Elem, {t.bm}, {t.bn}, {t.stages}{out}"
             fn = f"conv_wgmma<{targs}>"
+        elif t.kind == "halo":  # conv_halo.cuh: CS, KH, KW from the layer (nhwc.halo_tiles)
+            wm, wn, staged = HALO_TILES[t.bm]
+            targs = f"Elem, {shape[2]}, {shape[8]}, {shape[9]}, {t.bm}, {wm}, {wn}, {str(staged).lower()}"
+            fn = f"conv_halo<{targs}>"
         prepare = fn.replace("<", "_prepare<", 1) if targs else ""
         calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs, tile=t.name, prepare=prepare))
     return calls
@@ -116,7 +120,7 @@ def _nhwc_view(i: int, op, plan: NhwcPlan, offsets: dict[str, int]) -> dict[str,
     if op.kind == "conv":
         pack, shape = plan.packs[i], plan.shapes[i]
         view.update(w=f"P + {pack.offset}", shape_args=", ".join(map(str, shape)), layer=i)
-        view["tiles"] = _tile_calls(plan.tiles[i], 8 if shape[3] % 8 == 0 else 4, op.out.id in plan.fp32_ids)
+        view["tiles"] = _tile_calls(plan.tiles[i], shape, op.out.id in plan.fp32_ids)
         view["tile_desc"] = plan.paths.get(i) or " ".join(f"{t.name}@{t.min_n}" for t in plan.tiles[i])
         bias_t = plan.bias_packs.get(i)  # --backend cudnn: T bias for the fused call, cudnn_nhwc.py
         view.update(path=plan.paths.get(i, "native"), bt=f"P + {bias_t.offset}" if bias_t else "nullptr")
@@ -154,7 +158,8 @@ def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision
         x0["s2d"] = ", ".join(map(str, [g.c, g.h, g.w, g.s, g.ph, g.pw, g.hs, g.ws, g0.cs]))
         stem = dict(vars(g), name=plan.ops[nplan.stem].name, channels=g.channels, cs=g0.cs)
     return dict(act_type=ACT_TYPE[precision], nhwc_ops=ops, packs=packs, packed_elems=nplan.packed_elems,
-                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem, wgmma=nplan.uses_wgmma)  # fmt: skip
+                prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem, wgmma=nplan.uses_wgmma,
+                halo=nplan.uses_halo)  # fmt: skip
 
 
 def _slot_bytes(plan: Plan, nhwc: NhwcPlan | None) -> list[int]:
@@ -202,7 +207,7 @@ def emit_project(
         in_size=int(np.prod(plan.in_shape)), ops=[_op_view(op, offsets) for op in plan.ops],
         conv_fn="conv_cudnn" if backend == "cudnn" and precision in CUDNN_NCHW else CONV_FN[precision], arch=arch,
         arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, cudnn_nhwc=False,
-        stem=None, wgmma=False, **libs,
+        stem=None, wgmma=False, halo=False, **libs,
     )  # fmt: skip
     if nhwc is not None:
         ctx.update(nhwc_context(plan, nhwc, offsets, precision))

@@ -62,13 +62,24 @@ TILE_ENV = "CF_NHWC_TILE"  # BMxBNxBK[wW], read at generation: every 8-channel-a
 # CTAs of its 128x128 tile: measured per layer on an H200 (nhwc_tiles_wgmma_NVIDIA-H200_2026-11-22.md), 10-25%
 # faster than conv_nhwc there at batch 256 and 32; slower for 64-channel layers and the stem (mma.sync keeps them)
 # and at batch 1. CF_NHWC_WGMMA=0 turns it off, 1 puts it on every 8-channel-aligned layer with groups == 1 (64x256s4
-# for <= 64 channels), a WGMMA_TILES name forces that tile there; benchmarks/wgmma_check.cu checks and times it.
+# for <= 64 channels), a WGMMA_TILES name forces that tile there; benchmarks/conv_check.cu checks and times it.
 WGMMA_ENV = "CF_NHWC_WGMMA"
 WGMMA_ARCHS = ("sm_90", "sm_90a")
 # name -> (bm, bn, stages) of conv_wgmma.cuh's WgmmaTile; BM 64 for layers of <= 64 output channels per group
 WGMMA_TILES = {"128x128s3": (128, 128, 3), "128x128s4": (128, 128, 4), "128x256s4": (128, 256, 4),
                "64x256s4": (64, 256, 4)}  # fmt: skip
 WGMMA_DEFAULT, WGMMA_NARROW, WGMMA_MIN_ROWS = "128x128s3", "64x256s4", 128  # measured best of WGMMA_TILES there
+# conv_halo.cuh (a persistent direct convolution from a shared-memory halo) for stride-1 layers of 64 output
+# channels whose input pixels hold 16-64 channels (resnet18's 64-channel 3x3 layers, space-to-depth stems), in
+# sm_90 builds (it needs up to 222 KB of shared memory a CTA, which only H100/H200 give). Measured on an H100
+# (benchmarks/conv_check.cu, fp16, batch 256): resnet18's 64-channel 3x3 layers 0.27 / 0.31 ms (+ residual) vs
+# 0.39 / 0.46 for the best conv_nhwc / conv_wgmma tile, its space-to-depth stem 0.64 vs 1.20. HALO_TILES: BP (output
+# pixels a tile) -> warps along pixels x channels, and whether the residual tile is staged in shared memory (else
+# it is loaded into registers before the multiply); the 16-warp BP 256 tile from HALO_WIDE_MIN_K on (the stem's
+# K = 256 ran no faster on it) once the grid has a tile per SM. CF_NHWC_HALO=0 turns the kernel off.
+HALO_ENV = "CF_NHWC_HALO"
+HALO_TILES = {128: (4, 2, True), 256: (8, 2, False)}  # fmt: skip
+HALO_CHANNELS, HALO_OUT, HALO_WIDE_MIN_K, HALO_MAX_SMEM = (16, 32, 48, 64), 64, 576, 227 * 1024
 TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
 BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
 
@@ -98,7 +109,7 @@ class Geom:
 @dataclass(frozen=True)
 class Tile:
     min_n: int  # used for batches >= min_n (and below the previous entry's min_n)
-    kind: str  # conv (conv_nhwc) | wgmma (conv_wgmma) | gemv
+    kind: str  # conv (conv_nhwc) | wgmma (conv_wgmma) | halo (conv_halo: bm = output pixels a tile) | gemv
     bm: int = 0
     bn: int = 0
     bk: int = BK
@@ -113,6 +124,8 @@ class Tile:
     def name(self) -> str:
         if self.kind == "wgmma":
             return f"wgmma{self.bm}x{self.bn}s{self.stages}"
+        if self.kind == "halo":
+            return f"halo{self.bm}"
         return tile_name(self.key) if self.kind == "conv" else self.kind
 
 
@@ -168,6 +181,11 @@ class NhwcPlan:
     def uses_wgmma(self) -> bool:
         """A layer launches conv_wgmma.cuh (the project is then built for sm_90a)."""
         return any(t.kind == "wgmma" for tiles in self.tiles.values() for t in tiles)
+
+    @property
+    def uses_halo(self) -> bool:
+        """A layer launches conv_halo.cuh."""
+        return any(t.kind == "halo" for tiles in self.tiles.values() for t in tiles)
 
 
 class _Refuse(Exception):
@@ -392,6 +410,41 @@ def auto_wgmma(tiles: list[Tile], rows_g: int, pixels: int, dense: bool, max_bat
     return [Tile(first, "wgmma", bm, bn, 64, 8, stages), *kept] if kept else [Tile(1, "wgmma", bm, bn, 64, 8, stages)]
 
 
+def halo_enabled(arch: str | None, env: dict[str, str] | None = None) -> bool:
+    """conv_halo for this build: an sm_90 arch, $CF_NHWC_HALO not 0 and no CF_NHWC_TILE measurement forced."""
+    value = (os.environ if env is None else env).get(HALO_ENV, "").strip()
+    if value not in ("", "0", "1"):
+        raise ConvforgeError(f"{HALO_ENV}={value!r}: give 1 (the default on H100/H200 builds) or 0")
+    return arch in WGMMA_ARCHS and value != "0" and forced_tile(env) is None
+
+
+def halo_smem(shape: list[int], bp: int, residual: bool) -> int:
+    """Shared memory of one conv_halo CTA (kernels/conv_halo.cuh HaloTile::smem_bytes) for NhwcShape ``shape``."""
+    cs, kh, kw, wo = shape[2], shape[8], shape[9], shape[7]
+    halo_w, halo_rows = wo + math.ceil((kw - 1) / 8) * 8, (bp - 1) // wo + 2 + kh - 1
+    weights = HALO_OUT * (kh * kw * cs + 8) * ELEM_BYTES
+    staged = residual and HALO_TILES[bp][2]
+    return weights + 2 * (halo_rows * halo_w * (cs + 8) * ELEM_BYTES + (bp * (HALO_OUT + 8) * ELEM_BYTES if staged else 0))
+
+
+def halo_tiles(shape: list[int], residual: bool, fp32_out: bool, max_batch: int) -> list[Tile] | None:
+    """conv_halo's launches for a layer of NhwcShape ``shape`` (halo256 from the first batch with a tile per SM
+    when K >= HALO_WIDE_MIN_K, else halo128), or None when the kernel does not apply: stride and dilation 1, one
+    group, HALO_OUT output channels stored, input pixels of HALO_CHANNELS elements all read, T output, the shared
+    memory within HALO_MAX_SMEM."""
+    h, w, cs, cin_g, cout, cs_out, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, groups, k, kp = shape
+    if fp32_out or (sh, sw, dh, dw, groups) != (1, 1, 1, 1, 1) or cs_out != HALO_OUT or cs != cin_g:
+        return None
+    if cs not in HALO_CHANNELS or halo_smem(shape, 128, residual) > HALO_MAX_SMEM:
+        return None
+    tiles = [Tile(1, "halo", 128, HALO_OUT, 0, 8)]
+    if k >= HALO_WIDE_MIN_K and halo_smem(shape, 256, residual) <= HALO_MAX_SMEM:
+        first = next((b for b in range(1, max_batch + 1) if b * math.ceil(ho * wo / 256) >= SMS), None)
+        if first is not None:
+            tiles = [Tile(first, "halo", 256, HALO_OUT, 0, 16)] + ([] if first == 1 else tiles)
+    return tiles
+
+
 def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool, vec8: bool) -> list[Tile]:
     """choose_tiles, or the forced tile (GEMV kept for small dense batches); the 4-channel stem keeps one tile of
     its own (one kernel less to compile; a forced tile would spill there: 8 gathered rows per thread)."""
@@ -406,7 +459,7 @@ def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int,
     return [Tile(GEMV_MAX_BATCH + 1, "conv", *forced), Tile(1, "gemv")] if dense else [Tile(1, "conv", *forced)]
 
 
-def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None) -> None:
+def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None, halo: bool) -> None:
     offset = 0
     for i, op in enumerate(plan.ops):
         if op.kind != "conv":
@@ -423,6 +476,9 @@ def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None) ->
         nplan.tiles[i] = _layer_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, dense, vec8)
         if wgmma is not None and vec8:
             nplan.tiles[i] = use_wgmma(nplan.tiles[i], rows_g, pixels, op.p["groups"], wgmma, dense, max_batch)
+        direct = halo_tiles(shape, op.residual is not None, op.out.id in nplan.fp32_ids, max_batch) if halo else None
+        if direct is not None and not dense:
+            nplan.tiles[i] = direct
     nplan.packed_elems = offset
 
 
@@ -466,11 +522,11 @@ def make_nhwc(plan: Plan, max_batch: int, arch: str | None = None) -> tuple[Nhwc
     view = _rewrite_stem(plan, stem, s2d) if s2d is not None else plan
     try:
         nplan = NhwcPlan(_geometries(view, input_id, x0_id, s2d), input_id, x0_id, view.ops, s2d, stem)
-        _pack_all(view, nplan, max_batch, wgmma)
+        nplan.fp32_ids = _fp32_logits(view)
+        _pack_all(view, nplan, max_batch, wgmma, halo_enabled(arch))
     except _Refuse as e:
         return None, str(e)
     plan.weights.update(view.weights)  # stored in weights.bin like every other weight
-    nplan.fp32_ids = _fp32_logits(view)
     steps = [([input_id], x0_id)]
     steps += [([x0_id if t.id == input_id else t.id for t in op.inputs], op.out.id) for op in plan.ops]
     sizes = {out: nplan.geom[out].elems * (4 if out in nplan.fp32_ids else ELEM_BYTES) for _, out in steps}

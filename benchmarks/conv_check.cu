@@ -1,11 +1,13 @@
-// conv_wgmma (kernels/conv_wgmma.cuh, sm_90a) against conv_nhwc (the known-correct mma.sync kernel, tile
-// 128x128x32; its 128x128x64 tile is checked and timed too) on the same buffers: resnet18's convolutions at 224 px
-// (and a few edge shapes: Kp % 64 == 32, channels past a tile, groups, fp32 logits with padded channels), batch
-// 256 / 32 / 1, fp16 and bf16, random inputs, weights and bias (a residual in two cases); then the time of every
-// tile per shape (CUDA events, median of 50 launches after 5 warm-ups) in ms and TFLOP/s. Exits 1 on any mismatch.
+// conv_wgmma (kernels/conv_wgmma.cuh, sm_90a) and conv_halo (conv_halo.cuh) against conv_nhwc (the known-correct
+// mma.sync kernel, tile 128x128x32; its 128x128x64 tile is checked and timed too) on the same buffers: resnet18's
+// convolutions at 224 px, its space-to-depth stem (s2d.py: 4x4 over 16 channels, 12 real) and a few edge shapes
+// (Kp % 64 == 32, channels past a tile, groups, fp32 logits with padded channels, fewer than 64 real output
+// channels), batch 256 / 32 / 1, fp16 and bf16, random inputs, weights and bias (a residual in some cases); then the
+// time of every kernel per shape (CUDA events, median of 50 launches after 5 warm-ups) in ms and TFLOP/s. A kernel
+// runs only on the shapes it supports (conv_halo: stride 1, 64 output channels). Exits 1 on any mismatch.
 // Build and run on an H100/H200 (one file, < 1 min of GPU time):
-//   nvcc -arch=sm_90a -O3 -std=c++17 -I src/convforge/cudagen/kernels benchmarks/wgmma_check.cu -o /tmp/wgmma_check
-//   /tmp/wgmma_check            # all cases;  /tmp/wgmma_check quick: batch 32 only, no timing
+//   nvcc -arch=sm_90a -O3 -std=c++17 -I src/convforge/cudagen/kernels benchmarks/conv_check.cu -o /tmp/conv_check
+//   /tmp/conv_check            # all cases;  /tmp/conv_check quick: batch 32 only, no timing
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "conv_halo.cuh"
 #include "conv_wgmma.cuh"
 
 using namespace cf;
@@ -23,10 +26,12 @@ struct Case {
   const char* name;
   int cin, hw, cout, k, stride, groups;
   bool residual, fp32_out;
+  int pad = -1;  // -1: k / 2
 };
 
-// resnet18 at 224 px (stem excluded: 4-channel input, conv_nhwc only), then edge shapes
+// resnet18 at 224 px (its stem as the space-to-depth 4x4 conv), then edge shapes
 const Case kCases[] = {
+    {"s2d stem 4x4 16(12)->64 @115", 12, 115, 64, 4, 1, 1, false, false, 0},
     {"3x3 64->64 @56", 64, 56, 64, 3, 1, 1, false, false},
     {"3x3 64->64 @56 +res", 64, 56, 64, 3, 1, 1, true, false},
     {"3x3 s2 64->128 @56", 64, 56, 128, 3, 2, 1, false, false},
@@ -40,6 +45,8 @@ const Case kCases[] = {
     {"edge 3x3 24->40 @28 (Kp%64=32)", 24, 28, 40, 3, 1, 1, true, false},
     {"edge 3x3 g2 64->64 @14", 64, 14, 64, 3, 1, 2, false, false},
     {"edge 1x1 512->10 @7 fp32 out", 512, 7, 10, 1, 1, 1, false, true},
+    {"edge 3x3 64->60 @9 +res", 64, 9, 60, 3, 1, 1, true, false},
+    {"edge 3x3 32->64 @200x200 +res", 32, 200, 64, 3, 1, 1, true, false},
 };
 
 constexpr long long kWorkspaceFloats = 8LL << 20;  // as the generated network (network.cu.j2)
@@ -115,7 +122,7 @@ struct Buffers {
 };
 
 NhwcShape make_shape(const Case& c) {
-  const int cs_in = round8(c.cin), pad = c.k / 2;
+  const int cs_in = round8(c.cin), pad = c.pad >= 0 ? c.pad : c.k / 2;
   const int cin_g = c.groups == 1 ? cs_in : c.cin / c.groups;
   const int ho = (c.hw + 2 * pad - c.k) / c.stride + 1, K = c.k * c.k * cin_g;
   return NhwcShape{c.hw, c.hw, cs_in, cin_g, c.cout, round8(c.cout), ho, ho, c.k, c.k, c.stride, c.stride,
@@ -146,6 +153,7 @@ template <class T, class Y>
 struct Variant {
   const char* name;
   Launcher<T, Y> fn;
+  bool (*fits)(const NhwcShape&) = nullptr;  // nullptr: every shape
 };
 template <class T, class Y>
 std::vector<Variant<T, Y>> variants() {
@@ -156,7 +164,21 @@ std::vector<Variant<T, Y>> variants() {
             {"wgmma 128x128x3", conv_wgmma<T, 128, 128, 3, Y>},
             {"wgmma 128x128x4", conv_wgmma<T, 128, 128, 4, Y>},
             {"wgmma 128x256x4", conv_wgmma<T, 128, 256, 4, Y>},
-            {"wgmma 64x256x4", conv_wgmma<T, 64, 256, 4, Y>}};
+            {"wgmma 64x256x4", conv_wgmma<T, 64, 256, 4, Y>},
+            {"halo 3x3c64 128 4x2", conv_halo<T, 64, 3, 3, 128, 4, 2>, halo_fits<64, 3, 3>},
+            {"halo 3x3c64 128 4x2 gres", conv_halo<T, 64, 3, 3, 128, 4, 2, false>, halo_fits<64, 3, 3>},
+            {"halo 3x3c64 256 8x2 gres", conv_halo<T, 64, 3, 3, 256, 8, 2, false>, halo_fits<64, 3, 3>},
+            {"halo 3x3c64 256 4x2 gres", conv_halo<T, 64, 3, 3, 256, 4, 2, false>, halo_fits<64, 3, 3>},
+            {"halo 3x3c32 128 4x2", conv_halo<T, 32, 3, 3, 128, 4, 2>, halo_fits<32, 3, 3>},
+            {"halo 4x4c16 128 4x2", conv_halo<T, 16, 4, 4, 128, 4, 2>, halo_fits<16, 4, 4>},
+            {"halo 4x4c16 256 8x2", conv_halo<T, 16, 4, 4, 256, 8, 2>, halo_fits<16, 4, 4>},
+            {"halo 4x4c16 256 8x1 wg", conv_halo<T, 16, 4, 4, 256, 8, 1, true, true>, halo_fits<16, 4, 4>},
+            {"halo 4x4c16 256 16x1 wg", conv_halo<T, 16, 4, 4, 256, 16, 1, true, true>, halo_fits<16, 4, 4>},
+            {"halo 3x3c64 256 8x1 wg", conv_halo<T, 64, 3, 3, 256, 8, 1, false, true>, halo_fits<64, 3, 3>},
+            {"halo 3x3c64 256 16x1 wg", conv_halo<T, 64, 3, 3, 256, 16, 1, false, true>, halo_fits<64, 3, 3>},
+            {"halo 3x3c64 128 8x1 wg", conv_halo<T, 64, 3, 3, 128, 8, 1, true, true>, halo_fits<64, 3, 3>},
+            {"halo 3x3c64 128 4x1 wg", conv_halo<T, 64, 3, 3, 128, 4, 1, true, true>, halo_fits<64, 3, 3>},
+            {"halo 3x3c32 128 8x1 wg", conv_halo<T, 32, 3, 3, 128, 8, 1, true, true>, halo_fits<32, 3, 3>}};
   }
 }
 
@@ -184,6 +206,7 @@ int run_case(const Case& c, int batch, const char* prec, float tol, bool timing,
                 ref_ms, tflops(c, s, batch, ref_ms));
   int bad = 0;
   for (const auto& v : variants<T, Y>()) {
+    if (v.fits && !v.fits(s)) continue;
     auto run = [&] { v.fn(st, x, w, b.bias, res, y_new, s, batch, act, 0.f, b.ws, kWorkspaceFloats); };
     CF_CHECK(cudaMemsetAsync(y_new, 0xFF, ny * sizeof(Y), st));
     run();
@@ -229,11 +252,11 @@ int main(int argc, char** argv) {
   CF_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
   CF_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
   if (major != 9 || minor != 0) {
-    std::fprintf(stderr, "wgmma_check needs an sm_90 GPU (H100/H200); this one is sm_%d%d\n", major, minor);
+    std::fprintf(stderr, "conv_check needs an sm_90 GPU (H100/H200); this one is sm_%d%d\n", major, minor);
     return 2;
   }
   const std::vector<int> batches = quick ? std::vector<int>{32} : std::vector<int>{256, 32, 1};
-  const long long max_x = 256LL * 56 * 56 * 64, max_w = 512LL * 4608, max_y = 256LL * 56 * 56 * 64;
+  const long long max_x = 256LL * 200 * 200 * 32, max_w = 512LL * 4608, max_y = 256LL * 200 * 200 * 64;
   Buffers b;
   cudaStream_t st;
   try {

@@ -1,0 +1,335 @@
+// fp16 / bf16 direct convolution of a stride-1 layer with 64 output channels from a shared-memory halo: the
+// kernel of resnet18's 64-channel 3x3 layers and of space-to-depth stems (s2d.py: a 4x4 conv over 16 channels).
+// Same layouts and semantics as conv_nhwc_kernel (conv_nhwc.cuh: NhwcShape, NHWC x / y / residual, packed weights
+// T[64][Kp] with k = (ky, kx, c), bias fp32, padded output channels written 0), but Y = T only, no split-K, no
+// groups.
+// Why a second kernel: conv_nhwc's im2col gather copies each input pixel into shared memory once per tap (9 times
+// for a 3x3), 16 bytes per cp.async with its own bounds check, and refills its weight tile every k slice; with only
+// 64 output channels there is little reuse to pay for that, and those layers ran at 140-155 TFLOP/s (H200, batch
+// 256) where cuDNN runs 400-470 (benchmarks/results/nhwc_tiles_*.md).
+// Design: persistent CTAs (as many as fit on the GPU), each holding the layer's whole weight matrix in shared
+// memory for its lifetime. A tile is BP consecutive output pixels of one image (flat y * wo + x order, so a tile
+// spans a few partial rows); its input rows (the halo: output rows plus kh - 1, all wo + kw - 1 columns, zeros for
+// padding) land in shared memory once, by 16-byte cp.async, double-buffered so the next tile's halo (and residual
+// tile) load while this one is multiplied. Every tap then reads its operand straight from the halo: ldmatrix takes
+// one row address per lane, and pixel (oy, ox) of tap (ky, kx) is halo row (oy - oy0 + ky) * halo_w + ox + kx.
+// The 16-warp 256-pixel tile has no room to stage the residual tile (222 KB with the weights and two halos): its
+// residual words are loaded into registers before the multiply instead (STAGE_RES false).
+// Measured (H100, fp16, batch 256, benchmarks/conv_check.cu): resnet18's 64-channel 3x3 layers 0.27 ms (221
+// TFLOP/s; 0.31 with the residual) vs 0.39 / 0.46 for the best conv_nhwc / conv_wgmma tile; its space-to-depth stem
+// 0.64 ms vs 1.20. With the halo loads left out the multiply alone took 0.23 ms: mma.sync from 32x32 warp tiles is
+// what limits it now, not the loads.
+// GEMM orientation: A = pixels (m16 blocks), B = weights (n8 blocks of output channels), so each thread ends with
+// pairs of adjacent channels of a pixel and stores them as 4-byte words (4 lanes fill a pixel's 16 bytes), with no
+// staging pass.
+// Bank conflicts: halo pixel rows are LDH = CS + 8 elements (an odd number of 16-byte units), and halo_w - wo is a
+// multiple of 8, so 8 consecutive output pixels -- even across a row end -- read 8 different 16-byte bank groups;
+// weight rows (K + 8) and residual rows (72) are odd multiples of 16 bytes for the same reason.
+#pragma once
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+
+#include "conv_wgmma.cuh"
+
+namespace cf {
+
+#ifdef CF_WGMMA_ENABLED
+// One m64n64k16 wgmma with A from registers (each warp's 16 rows, mma.m16n8k16's A fragment layout) and B from a
+// shared-memory descriptor (k-major, 128-byte swizzle: conv_wgmma.cuh's pixel-tile layout), D fp32 += A * B.
+#define CF_WGMMA_RS_N64(TYPE, acc, a, db) \
+  asm volatile( \
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
+      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
+      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31" \
+      "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n" \
+      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3]), "+f"(acc[4]), "+f"(acc[5]), "+f"(acc[6]), \
+        "+f"(acc[7]), "+f"(acc[8]), "+f"(acc[9]), "+f"(acc[10]), "+f"(acc[11]), "+f"(acc[12]), "+f"(acc[13]), \
+        "+f"(acc[14]), "+f"(acc[15]), "+f"(acc[16]), "+f"(acc[17]), "+f"(acc[18]), "+f"(acc[19]), \
+        "+f"(acc[20]), "+f"(acc[21]), "+f"(acc[22]), "+f"(acc[23]), "+f"(acc[24]), "+f"(acc[25]), \
+        "+f"(acc[26]), "+f"(acc[27]), "+f"(acc[28]), "+f"(acc[29]), "+f"(acc[30]), "+f"(acc[31]) \
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1))
+
+template <class T>
+__device__ __forceinline__ void wgmma_rs_n64(float (&acc)[32], const uint32_t (&a)[4], uint64_t b) {
+  if constexpr (std::is_same<T, __half>::value) {
+    CF_WGMMA_RS_N64("f16", acc, a, b);
+  } else {
+    CF_WGMMA_RS_N64("bf16", acc, a, b);
+  }
+}
+#endif
+
+// BP output pixels x 64 channels per tile, WM x WN warps each owning (BP / WM) pixels x (64 / WN) channels.
+// WG: the multiply by wgmma (sm_90a; warps in warpgroups of 4 along the pixels, WN 1), the weights then stored as
+// conv_wgmma's swizzled k-major tiles of 64 k (1024-byte aligned) instead of padded rows.
+template <int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true, bool WG = false>
+struct HaloTile {
+  static constexpr int NOUT = 64, NT = 32 * WM * WN;
+  static constexpr int LDH = CS + 8;  // elements per halo pixel row
+  static constexpr int K = KH * KW * CS, LDW = K + 8;
+  static constexpr int LDR = NOUT + 8;  // elements per staged residual row
+  static constexpr int TM = BP / WM, TN = NOUT / WN, MI = TM / 16, NJ = TN / 8;
+  static constexpr int KS = (K + 63) / 64;  // WG: k slices of 64
+  static constexpr int W_BYTES = WG ? KS * NOUT * 64 * 2 + 1024 : NOUT * LDW * 2, RES_BYTES = BP * LDR * 2;
+  static_assert(CS % 16 == 0 && (LDH * 2 / 16) % 2 == 1, "16-channel multiples; odd 16-byte units per halo row");
+  static_assert((LDW * 2 / 16) % 2 == 1 && (LDR * 2 / 16) % 2 == 1, "odd 16-byte units per weight/residual row");
+  static_assert(TM % 16 == 0 && TN % 16 == 0 && WM * TM == BP && WN * TN == NOUT, "warp tiles cover the tile");
+  static_assert(!WG || (WN == 1 && WM % 4 == 0), "wgmma: warpgroups along the pixels, each all 64 channels");
+  // the pixel of lane row r (0-15) of m16 block i of warp w: warps own consecutive rows (mma.sync), or, with wgmma,
+  // a warpgroup owns 64-row blocks whose 16-row quarters are its 4 warps
+  static __device__ __forceinline__ int row(int w, int i) {
+    return WG ? (w / 4) * TM * 4 + i * 64 + (w % 4) * 16 : w * TM + i * 16;
+  }
+
+  // host: the halo of one tile for output width wo (stride 1: input columns wo + kw - 1, padded so halo_w - wo
+  // is a multiple of 8), at most (BP - 1) / wo + 2 output rows
+  static int halo_w(int wo) { return wo + (KW - 1 + 7) / 8 * 8; }
+  static int halo_rows(int wo) { return (BP - 1) / wo + 2 + KH - 1; }
+  static int smem_bytes(int wo, bool residual) {
+    return W_BYTES + 2 * (halo_rows(wo) * halo_w(wo) * LDH * 2 + (residual && STAGE_RES ? RES_BYTES : 0));
+  }
+};
+
+template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES, bool WG>
+__global__ void __launch_bounds__(32 * WM * WN)
+conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float* __restrict__ bias,
+                 const T* __restrict__ residual, T* __restrict__ y, NhwcShape s, int batch, int act, float slope,
+                 int halo_w, int halo_rows) {
+  using C = HaloTile<CS, KH, KW, BP, WM, WN, STAGE_RES, WG>;
+  using Prec = typename Half2<T>::Prec;
+#ifndef CF_WGMMA_ENABLED
+  if constexpr (WG) __trap();  // built for another arch: nhwc.py launches the wgmma form in sm_90a builds only
+#endif
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  // WG: the swizzle pattern is a function of address bits 4-9, so the weight tiles start on a 1024-byte boundary
+  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
+  T* Ws = reinterpret_cast<T*>(smem_raw + (WG ? (1024 - (raw & 1023)) & 1023 : 0));
+  const int halo_elems = halo_rows * halo_w * C::LDH;
+  T* Hs = reinterpret_cast<T*>(smem_raw + C::W_BYTES);  // two halo buffers, then two residual tiles if a residual
+  T* Rs = Hs + 2 * halo_elems;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int P = s.ho * s.wo, tiles_per_img = (P + BP - 1) / BP, ntiles = batch * tiles_per_img;
+  const int in_w = s.wo + KW - 1;
+
+  // the weights, once per CTA: padded rows (columns past K never read), or WG's swizzled 64 x 64 tiles (zeros
+  // past Kp)
+  constexpr int WCH = (WG ? C::KS * 64 : C::K) / 8;
+  for (int i = tid; i < C::NOUT * WCH; i += C::NT) {
+    const int row = i / WCH, q = i - row * WCH;
+    const bool ok = q * 8 < s.Kp;
+    T* dst = WG ? Ws + (q / 8) * C::NOUT * 64 + row * 64 + ((q % 8) ^ (row & 7)) * 8 : Ws + row * C::LDW + q * 8;
+    cp_async_f32x4(reinterpret_cast<float*>(dst),
+                   reinterpret_cast<const float*>(ok ? wgt + static_cast<long long>(row) * s.Kp + q * 8 : wgt), ok);
+  }
+  auto load_tile = [&](int tile, int buf) {
+    const int img = tile / tiles_per_img, p0 = (tile - img * tiles_per_img) * BP;
+    const int oy0 = p0 / s.wo, rows = (min(p0 + BP, P) - 1) / s.wo - oy0 + KH;
+    const T* xi = x + static_cast<long long>(img) * s.h * s.w * CS;
+    T* H = Hs + buf * halo_elems;
+    constexpr int CH = CS / 8;
+    for (int i = tid; i < rows * in_w * CH; i += C::NT) {
+      const int q = i % CH, pix = i / CH, r = pix / in_w, c = pix - r * in_w;
+      const int iy = oy0 - s.ph + r, ix = c - s.pw;
+      const bool ok = static_cast<unsigned>(iy) < static_cast<unsigned>(s.h) &&
+                      static_cast<unsigned>(ix) < static_cast<unsigned>(s.w);
+      const T* src = ok ? xi + (static_cast<long long>(iy) * s.w + ix) * CS + q * 8 : x;
+      cp_async_f32x4(reinterpret_cast<float*>(H + (r * halo_w + c) * C::LDH + q * 8),
+                     reinterpret_cast<const float*>(src), ok);
+    }
+    if (residual && STAGE_RES) {
+      const T* rg = residual + (static_cast<long long>(img) * P + p0) * C::NOUT;
+      T* R = Rs + buf * BP * C::LDR;
+      constexpr int RCH = C::NOUT / 8;
+      for (int i = tid; i < BP * RCH; i += C::NT) {
+        const int px = i / RCH, q = i % RCH;
+        const bool ok = p0 + px < P;
+        cp_async_f32x4(reinterpret_cast<float*>(R + px * C::LDR + q * 8),
+                       reinterpret_cast<const float*>(ok ? rg + px * C::NOUT + q * 8 : residual), ok);
+      }
+    }
+  };
+
+  const int wm = warp / WN, wn = (warp % WN) * C::TN;  // warp index along the pixels, first channel
+  const int g8 = lane / 4, t4 = lane % 4;
+  float bias_r[C::NJ][2];
+#pragma unroll
+  for (int j = 0; j < C::NJ; ++j)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) bias_r[j][e] = bias ? bias[wn + j * 8 + 2 * t4 + e] : 0.f;
+  // ldmatrix.x4 lane -> row: A (16 pixels x 16 k) lanes 0-15 rows 0-15 at k 0, lanes 16-31 the same rows at k 8;
+  // B (two n8 blocks x 16 k of the weights [n][k]) as conv_nhwc's B.
+  const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
+  const T* Wl = Ws + (wn + b_row) * C::LDW + b_col;
+
+  int buf = 0;
+  if (blockIdx.x < ntiles) load_tile(blockIdx.x, 0);
+  cp_async_commit();
+  for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x, buf ^= 1) {
+    const int next = tile + gridDim.x;
+    if (next < ntiles) load_tile(next, buf ^ 1);  // into the buffer every warp finished with last iteration
+    cp_async_commit();
+    cp_async_wait<1>();  // this tile's halo (and, first time, the weights) landed for this thread
+    __syncthreads();
+
+    const int img = tile / tiles_per_img, p0 = (tile - img * tiles_per_img) * BP, oy0 = p0 / s.wo;
+    const T* H = Hs + buf * halo_elems;
+    int a_off[C::MI];  // halo offset of tap (0, 0) for this lane's A row; pixels past the image read pixel p0
+#pragma unroll
+    for (int i = 0; i < C::MI; ++i) {
+      int q = p0 + C::row(wm, i) + (lane & 15);
+      q = q < P ? q : p0;
+      const int oy = q / s.wo;
+      a_off[i] = ((oy - oy0) * halo_w + q - oy * s.wo) * C::LDH + (lane >> 4) * 8;
+    }
+    // Without a staged residual tile, this tile's residual words are loaded now, in registers, so their latency
+    // hides behind the multiply.
+    uint32_t res_r[STAGE_RES ? 1 : C::MI][2][C::NJ];
+    if (!STAGE_RES && residual) {
+#pragma unroll
+      for (int i = 0; i < (STAGE_RES ? 1 : C::MI); ++i)
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int q = p0 + C::row(wm, i) + g8 + 8 * h;
+          const T* rp = residual + (static_cast<long long>(img) * P + q) * C::NOUT + wn + 2 * t4;
+#pragma unroll
+          for (int j = 0; j < C::NJ; ++j) res_r[i][h][j] = q < P ? *reinterpret_cast<const uint32_t*>(rp + j * 8) : 0u;
+        }
+    }
+    float acc[C::MI][C::NJ][4];
+#pragma unroll
+    for (int i = 0; i < C::MI; ++i)
+#pragma unroll
+      for (int j = 0; j < C::NJ; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+    if constexpr (WG) {
+#ifdef CF_WGMMA_ENABLED
+      // A fragments double-buffered: step s loads its own while step s - 1's wgmma may still read the other
+      uint32_t a[2][C::MI][4];
+#pragma unroll
+      for (int step = 0; step < KH * KW * CS / 16; ++step) {
+        const int tap = step / (CS / 16), c = (step % (CS / 16)) * 16, ky = tap / KW, kx = tap % KW;
+        const T* Ht = H + (ky * halo_w + kx) * C::LDH + c;
+#pragma unroll
+        for (int i = 0; i < C::MI; ++i) ldmatrix_x4(a[step & 1][i], Ht + a_off[i]);
+        const int k = tap * CS + c;  // + 32 bytes per k16 within a 64-k tile = 2 in the descriptor's units
+        const uint64_t b = wgmma_desc(Ws + (k / 64) * C::NOUT * 64) + 2 * ((k % 64) / 16);
+        wgmma_fence();
+#pragma unroll
+        for (int i = 0; i < C::MI; ++i) wgmma_rs_n64<T>(reinterpret_cast<float(&)[32]>(acc[i]), a[step & 1][i], b);
+        wgmma_commit();
+        wgmma_wait<1>();
+      }
+      wgmma_wait<0>();
+#pragma unroll
+      for (int i = 0; i < C::MI; ++i) fence_acc(reinterpret_cast<float(&)[32]>(acc[i]));
+#endif
+    } else {
+#pragma unroll 1  // (unrolled: same speed, H100)
+    for (int ky = 0; ky < KH; ++ky) {
+#pragma unroll
+      for (int kx = 0; kx < KW; ++kx) {
+        const T* Ht = H + (ky * halo_w + kx) * C::LDH;
+        const T* Wt = Wl + (ky * KW + kx) * CS;
+#pragma unroll
+        for (int c = 0; c < CS; c += 16) {
+          uint32_t a[C::MI][4], b[C::NJ][2];
+#pragma unroll
+          for (int i = 0; i < C::MI; ++i) ldmatrix_x4(a[i], Ht + a_off[i] + c);
+#pragma unroll
+          for (int jj = 0; jj < C::NJ / 2; ++jj) {
+            uint32_t r[4];
+            ldmatrix_x4(r, Wt + jj * 16 * C::LDW + c);
+            b[2 * jj][0] = r[0];
+            b[2 * jj][1] = r[1];
+            b[2 * jj + 1][0] = r[2];
+            b[2 * jj + 1][1] = r[3];
+          }
+#pragma unroll
+          for (int i = 0; i < C::MI; ++i)
+#pragma unroll
+            for (int j = 0; j < C::NJ; ++j) mma_16x8<Prec>(acc[i][j], a[i], b[j]);
+        }
+      }
+    }
+    }
+
+    // Accumulator (i, j): c0, c1 -> pixel g, channels 2t, 2t+1; c2, c3 -> pixel g + 8, same channels.
+    const T* R = Rs + buf * BP * C::LDR;
+#pragma unroll
+    for (int i = 0; i < C::MI; ++i)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int px = C::row(wm, i) + g8 + 8 * h;
+        if (p0 + px >= P) continue;
+        T* yo = y + (static_cast<long long>(img) * P + p0 + px) * C::NOUT;
+#pragma unroll
+        for (int j = 0; j < C::NJ; ++j) {
+          const int ch = wn + j * 8 + 2 * t4;
+          float v0 = acc[i][j][2 * h] + bias_r[j][0], v1 = acc[i][j][2 * h + 1] + bias_r[j][1];
+          if (residual) {
+            const float2 r = Half2<T>::unpack(STAGE_RES ? *reinterpret_cast<const uint32_t*>(R + px * C::LDR + ch)
+                                                        : res_r[STAGE_RES ? 0 : i][h][j]);
+            v0 += r.x;
+            v1 += r.y;
+          }
+          v0 = ch < s.cout ? apply_act(v0, act, slope) : 0.f;
+          v1 = ch + 1 < s.cout ? apply_act(v1, act, slope) : 0.f;
+          *reinterpret_cast<uint32_t*>(yo + ch) = Half2<T>::pack(v0, v1);
+        }
+      }
+    __syncthreads();  // every warp is done with this buffer before the next iteration refills it
+  }
+  cp_async_wait<0>();
+}
+
+// ---- host side --------------------------------------------------------------------------------------------------
+// Whether conv_halo<T, CS, KH, KW, ...> computes this layer (nhwc.py chooses it only then; the launcher re-checks).
+template <int CS, int KH, int KW>
+inline bool halo_fits(const NhwcShape& s) {
+  return s.cs_in == CS && s.cin_g == CS && s.groups == 1 && s.cs_out == 64 && s.kh == KH && s.kw == KW &&
+         s.sh == 1 && s.sw == 1 && s.dh == 1 && s.dw == 1 && s.K == KH * KW * CS;
+}
+
+// The most shared memory a block may have on the current GPU (227 KB on H100/H200, 163 KB on A100).
+inline int halo_smem_limit() {
+  int dev = 0, optin = 0;
+  CF_CHECK(cudaGetDevice(&dev));
+  CF_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+  return optin;
+}
+
+template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true, bool WG = false>
+inline void conv_halo_prepare() {
+  static std::atomic<unsigned long long> ready{0};
+  if constexpr (WG) require_wgmma_code();
+  // the halo's size depends on the layer's width: allow the most a block may have, launch with what it needs
+  allow_smem_once(ready, conv_halo_kernel<T, CS, KH, KW, BP, WM, WN, STAGE_RES, WG>, halo_smem_limit());
+}
+
+// Same arguments as conv_nhwc (the workspace is unused: no split-K).
+template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true, bool WG = false>
+inline void conv_halo(cudaStream_t st, const T* x, const T* w, const float* b, const T* res, T* y,
+                      const NhwcShape& s, int batch, int act, float slope, float*, long long) {
+  using C = HaloTile<CS, KH, KW, BP, WM, WN, STAGE_RES, WG>;
+  if (!halo_fits<CS, KH, KW>(s)) throw std::runtime_error("conv_halo: layer shape not supported by this kernel");
+  const int smem = C::smem_bytes(s.wo, res != nullptr), limit = halo_smem_limit();
+  if (smem > limit)  // a project generated for H100/H200 (nhwc.halo_tiles) rebuilt for and run on a smaller GPU
+    throw std::runtime_error("conv_halo: a layer needs " + std::to_string(smem) + " bytes of shared memory a block, "
+                             "this GPU allows " + std::to_string(limit) + "; regenerate the network with "
+                             "CF_NHWC_HALO=0");
+  conv_halo_prepare<T, CS, KH, KW, BP, WM, WN, STAGE_RES, WG>();
+  const auto kernel = conv_halo_kernel<T, CS, KH, KW, BP, WM, WN, STAGE_RES, WG>;
+  int dev = 0, sms = 0, per_sm = 0;
+  CF_CHECK(cudaGetDevice(&dev));
+  CF_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  CF_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, C::NT, smem));
+  const long long ntiles = static_cast<long long>(batch) * ceil_div(static_cast<long long>(s.ho) * s.wo, BP);
+  const int grid = static_cast<int>(std::min<long long>(ntiles, static_cast<long long>(sms) * std::max(per_sm, 1)));
+  kernel<<<grid, C::NT, smem, st>>>(x, w, b, res, y, s, batch, act, slope, C::halo_w(s.wo), C::halo_rows(s.wo));
+  CF_CHECK(cudaGetLastError());
+}
+
+}  // namespace cf
