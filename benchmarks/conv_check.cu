@@ -1,10 +1,10 @@
-// conv_wgmma (kernels/conv_wgmma.cuh, sm_90a) and conv_halo (conv_halo.cuh) against conv_nhwc (the known-correct
+// conv_wgmma (kernels/conv_wgmma.cuh, sm_90a), conv_halo and conv_shift (sm_90a) against conv_nhwc (the known-correct
 // mma.sync kernel, tile 128x128x32; its 128x128x64 tile is checked and timed too) on the same buffers: resnet18's
 // convolutions at 224 px, its space-to-depth stem (s2d.py: 4x4 over 16 channels, 12 real) and a few edge shapes
 // (Kp % 64 == 32, channels past a tile, groups, fp32 logits with padded channels, fewer than 64 real output
 // channels), batch 256 / 32 / 1, fp16 and bf16, random inputs, weights and bias (a residual in some cases); then the
 // time of every kernel per shape (CUDA events, median of 50 launches after 5 warm-ups) in ms and TFLOP/s. A kernel
-// runs only on the shapes it supports (conv_halo: stride 1, 64 output channels). Exits 1 on any mismatch.
+// runs only on the shapes it supports (conv_halo, conv_shift: stride 1, 64 output channels). Exits 1 on any mismatch.
 // Build and run on an H100/H200 (one file, < 1 min of GPU time):
 //   nvcc -arch=sm_90a -O3 -std=c++17 -I src/convforge/cudagen/kernels benchmarks/conv_check.cu -o /tmp/conv_check
 //   /tmp/conv_check            # all cases;  /tmp/conv_check quick: batch 32 only, no timing
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "conv_halo.cuh"
+#include "conv_shift.cuh"
 #include "conv_wgmma.cuh"
 
 using namespace cf;
@@ -32,6 +33,7 @@ struct Case {
 // resnet18 at 224 px (its stem as the space-to-depth 4x4 conv), then edge shapes
 const Case kCases[] = {
     {"s2d stem 4x4 16(12)->64 @115", 12, 115, 64, 4, 1, 1, false, false, 0},
+    {"alexnet s2d stem 3x3 48->64 @57", 48, 57, 64, 3, 1, 1, false, false, 0},
     {"3x3 64->64 @56", 64, 56, 64, 3, 1, 1, false, false},
     {"3x3 64->64 @56 +res", 64, 56, 64, 3, 1, 1, true, false},
     {"3x3 s2 64->128 @56", 64, 56, 128, 3, 2, 1, false, false},
@@ -166,19 +168,15 @@ std::vector<Variant<T, Y>> variants() {
             {"wgmma 128x256x4", conv_wgmma<T, 128, 256, 4, Y>},
             {"wgmma 64x256x4", conv_wgmma<T, 64, 256, 4, Y>},
             {"halo 3x3c64 128 4x2", conv_halo<T, 64, 3, 3, 128, 4, 2>, halo_fits<64, 3, 3>},
-            {"halo 3x3c64 128 4x2 gres", conv_halo<T, 64, 3, 3, 128, 4, 2, false>, halo_fits<64, 3, 3>},
             {"halo 3x3c64 256 8x2 gres", conv_halo<T, 64, 3, 3, 256, 8, 2, false>, halo_fits<64, 3, 3>},
-            {"halo 3x3c64 256 4x2 gres", conv_halo<T, 64, 3, 3, 256, 4, 2, false>, halo_fits<64, 3, 3>},
             {"halo 3x3c32 128 4x2", conv_halo<T, 32, 3, 3, 128, 4, 2>, halo_fits<32, 3, 3>},
             {"halo 4x4c16 128 4x2", conv_halo<T, 16, 4, 4, 128, 4, 2>, halo_fits<16, 4, 4>},
             {"halo 4x4c16 256 8x2", conv_halo<T, 16, 4, 4, 256, 8, 2>, halo_fits<16, 4, 4>},
-            {"halo 4x4c16 256 8x1 wg", conv_halo<T, 16, 4, 4, 256, 8, 1, true, true>, halo_fits<16, 4, 4>},
-            {"halo 4x4c16 256 16x1 wg", conv_halo<T, 16, 4, 4, 256, 16, 1, true, true>, halo_fits<16, 4, 4>},
-            {"halo 3x3c64 256 8x1 wg", conv_halo<T, 64, 3, 3, 256, 8, 1, false, true>, halo_fits<64, 3, 3>},
-            {"halo 3x3c64 256 16x1 wg", conv_halo<T, 64, 3, 3, 256, 16, 1, false, true>, halo_fits<64, 3, 3>},
-            {"halo 3x3c64 128 8x1 wg", conv_halo<T, 64, 3, 3, 128, 8, 1, true, true>, halo_fits<64, 3, 3>},
-            {"halo 3x3c64 128 4x1 wg", conv_halo<T, 64, 3, 3, 128, 4, 1, true, true>, halo_fits<64, 3, 3>},
-            {"halo 3x3c32 128 8x1 wg", conv_halo<T, 32, 3, 3, 128, 8, 1, true, true>, halo_fits<32, 3, 3>}};
+            {"shift 3x3c64", conv_shift<T, 64, 3, 3>, halo_fits<64, 3, 3>},
+            {"shift 3x3c32", conv_shift<T, 32, 3, 3>, halo_fits<32, 3, 3>},
+            {"shift 4x4c16", conv_shift<T, 16, 4, 4>, halo_fits<16, 4, 4>},
+            {"halo 3x3c48 128 4x2", conv_halo<T, 48, 3, 3, 128, 4, 2>, halo_fits<48, 3, 3>},
+            {"shift 3x3c48", conv_shift<T, 48, 3, 3>, halo_fits<48, 3, 3>}};
   }
 }
 

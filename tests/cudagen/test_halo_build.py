@@ -1,7 +1,7 @@
-"""conv_halo.cuh's selection without a GPU (nhwc.halo_tiles, halo_enabled, CF_NHWC_HALO): which layers take it, at
-which batches, the shared memory it needs (checked against the C++ HaloTile through nvcc), and that a generated
-project launching it compiles for sm_90a without spills. Its numerics run on the GPU: test_gpu.py (resnet18,
-alexnet and resnet18@224 fp16/bf16, memcheck) and benchmarks/conv_check.cu."""
+"""conv_halo.cuh / conv_shift.cuh selection without a GPU (nhwc.halo_tiles, halo_enabled, CF_NHWC_HALO): which
+layers take them, at which batches, the shared memory they need (checked against the C++ HaloTile / ShiftTile
+through nvcc), and that a generated project launching them compiles for sm_90a without spills. Their numerics run
+on the GPU: test_gpu.py (resnet18, alexnet and resnet18@224 fp16/bf16, memcheck) and benchmarks/conv_check.cu."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from convforge.cudagen import generate
 from convforge.cudagen._random_run import make_run
 from convforge.cudagen.build import find_nvcc
-from convforge.cudagen.nhwc import HALO_ENV, TILE_ENV, Tile, halo_enabled, halo_smem, halo_tiles
+from convforge.cudagen.nhwc import HALO_ENV, TILE_ENV, WGMMA_ENV, Tile, halo_enabled, halo_smem, halo_tiles, shift_smem
 from convforge.errors import ConvforgeError
 
 KERNELS = "src/convforge/cudagen/kernels"
@@ -40,6 +40,20 @@ def test_halo_tiles_for_resnet18_and_stems():
     assert [t.name for t in halo_tiles(RESNET_64, False, False, 8)] == ["halo128"]
     assert halo_tiles(RESNET_STEM, False, False, 256) == [Tile(1, "halo", 128, 64, 0, 8)]
     assert halo_tiles(ALEXNET_STEM, False, False, 256) == [Tile(1, "halo", 128, 64, 0, 8)]
+
+
+def test_shift_takes_over_from_half_the_sms():
+    """sm_90a builds: conv_shift from the first batch with 66 tiles of 256 grid positions (56 x 58 = 13 an image:
+    batch 6; the stem's 112 x 115: 51, batch 2), conv_halo below; halo256 (from batch 11) is then never reached."""
+    assert halo_tiles(RESNET_64, True, False, 256, shift=True) == [
+        Tile(6, "shift", 256, 64, 0, 8),
+        Tile(1, "halo", 128, 64, 0, 8),
+    ]
+    assert [(t.min_n, t.name) for t in halo_tiles(RESNET_STEM, False, False, 256, shift=True)] == [
+        (2, "shift256"),
+        (1, "halo128"),
+    ]
+    assert halo_tiles(RESNET_64, True, False, 4, shift=True) == [Tile(1, "halo", 128, 64, 0, 8)]  # never 66 tiles
 
 
 @pytest.mark.parametrize(
@@ -100,38 +114,59 @@ def test_halo_smem_matches_the_kernel(tmp_path):
     assert max(got) <= 227 * 1024 and got[2] == 222208  # resnet18's 64-channel layer, 256-pixel tile
 
 
+@pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
+def test_shift_smem_matches_the_kernel(tmp_path):
+    import pathlib
+
+    shapes = [RESNET_64, RESNET_STEM, ALEXNET_STEM]
+    lines = [f'  std::printf("%d\\n", cf::ShiftTile<{s[2]}, {s[8]}, {s[9]}>::smem_bytes({s[7]}));' for s in shapes]
+    src = tmp_path / "smem.cu"
+    src.write_text('#include <cstdio>\n#include "conv_shift.cuh"\nint main() {\n' + "\n".join(lines) + "\n}\n")
+    inc = pathlib.Path(__file__).resolve().parents[2] / KERNELS
+    exe = tmp_path / "smem"
+    build = subprocess.run([_nvcc(), "-std=c++17", "-arch=sm_90a", "-I", str(inc), str(src), "-o", str(exe)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+    assert got == [shift_smem(s) for s in shapes] and max(got) <= 227 * 1024
+
+
 @pytest.fixture(scope="module")
 def resnet_run(tmp_path_factory):
     return make_run(tmp_path_factory.mktemp("run") / "run", "resnet18", in_shape=(3, 224, 224), num_classes=10)
 
 
 def test_generated_project_launches_halo_only_for_sm90(resnet_run, tmp_path, monkeypatch):
-    monkeypatch.delenv(HALO_ENV, raising=False)
-    monkeypatch.delenv(TILE_ENV, raising=False)
-    generate(resnet_run, tmp_path / "a", precision="fp16", max_batch=64, arch="sm_90")
+    for var in (HALO_ENV, TILE_ENV, WGMMA_ENV):
+        monkeypatch.delenv(var, raising=False)
+    info, _ = generate(resnet_run, tmp_path / "a", precision="fp16", max_batch=64, arch="sm_90")
     src = (tmp_path / "a" / "network.cu").read_text()
-    assert '#include "kernels/conv_halo.cuh"' in src
-    assert src.count("conv_halo<Elem, 16, 4, 4, 128, 4, 2, true>(s, ") == 1  # the space-to-depth stem
-    assert src.count("conv_halo<Elem, 64, 3, 3, 128, 4, 2, true>(s, ") == 4  # the 64-channel 3x3 layers
+    assert info["arch"] == "sm_90a" and '#include "kernels/conv_shift.cuh"' in src
+    assert src.count("if (n >= 2) conv_shift<Elem, 16, 4, 4>(s, ") == 1  # the space-to-depth stem
+    assert src.count("else conv_halo<Elem, 16, 4, 4, 128, 4, 2, true>(s, ") == 1
+    assert src.count("if (n >= 6) conv_shift<Elem, 64, 3, 3>(s, ") == 4  # the 64-channel 3x3 layers
+    assert src.count("else conv_halo<Elem, 64, 3, 3, 128, 4, 2, true>(s, ") == 4
     generate(resnet_run, tmp_path / "b", precision="fp16", max_batch=64, arch="sm_80")
     assert "conv_halo" not in (tmp_path / "b" / "network.cu").read_text()
+    monkeypatch.setenv(WGMMA_ENV, "0")  # no sm_90a code: conv_halo alone, halo256 from batch 11
+    info, _ = generate(resnet_run, tmp_path / "c", precision="fp16", max_batch=64, arch="sm_90")
+    src = (tmp_path / "c" / "network.cu").read_text()
+    assert info["arch"] == "sm_90" and "conv_shift" not in src
+    assert src.count("if (n >= 11) conv_halo<Elem, 64, 3, 3, 256, 8, 2, false>(s, ") == 4
     monkeypatch.setenv(HALO_ENV, "0")
-    generate(resnet_run, tmp_path / "c", precision="fp16", max_batch=64, arch="sm_90")
-    assert "conv_halo" not in (tmp_path / "c" / "network.cu").read_text()
+    generate(resnet_run, tmp_path / "d", precision="fp16", max_batch=64, arch="sm_90")
+    assert "conv_halo" not in (tmp_path / "d" / "network.cu").read_text()
 
 
 @pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
 def test_halo_project_compiles_without_spills(resnet_run, tmp_path, monkeypatch):
-    """The stem's tile and both 64-channel ones (224 px: 56 x 56 maps, halo256 from batch 11)."""
-    monkeypatch.delenv(HALO_ENV, raising=False)
-    monkeypatch.delenv(TILE_ENV, raising=False)
-    monkeypatch.setenv("CF_NHWC_WGMMA", "0")  # only the halo kernels' build is measured here
+    """The default resnet18 224 px build: conv_shift and conv_halo for the stem and the 64-channel layers."""
+    for var in (HALO_ENV, TILE_ENV, WGMMA_ENV):
+        monkeypatch.delenv(var, raising=False)
     out = tmp_path / "out"
     generate(resnet_run, out, precision="fp16", max_batch=256, arch="sm_90")
-    src = (out / "network.cu").read_text()
-    assert "if (n >= 11) conv_halo<Elem, 64, 3, 3, 256, 8, 2, false>(s, " in src
     cmd = [_nvcc(), "-O3", "-std=c++17", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "network.cu", "-o", "net.cubin"]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    entry = r"conv_halo_kernel\S*' for 'sm_90a'\n.*?\n\s*\d+ bytes stack frame, (\d+) bytes spill stores"
-    assert re.findall(entry, proc.stderr) == ["0", "0", "0"], proc.stderr[-3000:]  # stem, 128 and 256 tiles
+    entry = r"conv_(?:halo|shift)_kernel\S*' for 'sm_90a'\n.*?\n\s*\d+ bytes stack frame, (\d+) bytes spill stores"
+    assert re.findall(entry, proc.stderr) == ["0"] * 4, proc.stderr[-3000:]  # stem and 64-channel, both kernels

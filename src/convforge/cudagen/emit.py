@@ -92,6 +92,9 @@ def _tile_calls(tiles, shape: list[int], fp32_out: bool) -> list[dict[str, str]]
             wm, wn, staged = HALO_TILES[t.bm]
             targs = f"Elem, {shape[2]}, {shape[8]}, {shape[9]}, {t.bm}, {wm}, {wn}, {str(staged).lower()}"
             fn = f"conv_halo<{targs}>"
+        elif t.kind == "shift":  # conv_shift.cuh (sm_90a): the same layers (nhwc.halo_tiles)
+            targs = f"Elem, {shape[2]}, {shape[8]}, {shape[9]}"
+            fn = f"conv_shift<{targs}>"
         prepare = fn.replace("<", "_prepare<", 1) if targs else ""
         calls.append(dict(prefix=("else " if i else "") + cond, fn=fn, targs=targs, tile=t.name, prepare=prepare))
     return calls
@@ -159,7 +162,7 @@ def nhwc_context(plan: Plan, nplan: NhwcPlan, offsets: dict[str, int], precision
         stem = dict(vars(g), name=plan.ops[nplan.stem].name, channels=g.channels, cs=g0.cs)
     return dict(act_type=ACT_TYPE[precision], nhwc_ops=ops, packs=packs, packed_elems=nplan.packed_elems,
                 prepares=prepares, x0=x0, cudnn_nhwc=bool(nplan.paths), stem=stem, wgmma=nplan.uses_wgmma,
-                halo=nplan.uses_halo)  # fmt: skip
+                halo=nplan.uses_halo, shift=nplan.uses_shift)  # fmt: skip
 
 
 def _slot_bytes(plan: Plan, nhwc: NhwcPlan | None) -> list[int]:
@@ -207,7 +210,7 @@ def emit_project(
         in_size=int(np.prod(plan.in_shape)), ops=[_op_view(op, offsets) for op in plan.ops],
         conv_fn="conv_cudnn" if backend == "cudnn" and precision in CUDNN_NCHW else CONV_FN[precision], arch=arch,
         arch_num=arch.removeprefix("sm_").removeprefix("compute_"), nhwc=nhwc is not None, cudnn_nhwc=False,
-        stem=None, wgmma=False, halo=False, **libs,
+        stem=None, wgmma=False, halo=False, shift=False, **libs,
     )  # fmt: skip
     if nhwc is not None:
         ctx.update(nhwc_context(plan, nhwc, offsets, precision))

@@ -69,17 +69,21 @@ WGMMA_ARCHS = ("sm_90", "sm_90a")
 WGMMA_TILES = {"128x128s3": (128, 128, 3), "128x128s4": (128, 128, 4), "128x256s4": (128, 256, 4),
                "64x256s4": (64, 256, 4)}  # fmt: skip
 WGMMA_DEFAULT, WGMMA_NARROW, WGMMA_MIN_ROWS = "128x128s3", "64x256s4", 128  # measured best of WGMMA_TILES there
-# conv_halo.cuh (a persistent direct convolution from a shared-memory halo) for stride-1 layers of 64 output
-# channels whose input pixels hold 16-64 channels (resnet18's 64-channel 3x3 layers, space-to-depth stems), in
-# sm_90 builds (it needs up to 222 KB of shared memory a CTA, which only H100/H200 give). Measured on an H100
-# (benchmarks/conv_check.cu, fp16, batch 256): resnet18's 64-channel 3x3 layers 0.27 / 0.31 ms (+ residual) vs
-# 0.39 / 0.46 for the best conv_nhwc / conv_wgmma tile, its space-to-depth stem 0.64 vs 1.20. HALO_TILES: BP (output
-# pixels a tile) -> warps along pixels x channels, and whether the residual tile is staged in shared memory (else
-# it is loaded into registers before the multiply); the 16-warp BP 256 tile from HALO_WIDE_MIN_K on (the stem's
-# K = 256 ran no faster on it) once the grid has a tile per SM. CF_NHWC_HALO=0 turns the kernel off.
+# Stride-1 layers of 64 output channels whose input pixels hold 16-64 channels (resnet18's 64-channel 3x3 layers,
+# space-to-depth stems) in sm_90 builds take one of two persistent kernels that read a shared-memory halo of the
+# input instead of an im2col gather (they need up to 222 KB of shared memory a CTA, which only H100/H200 give):
+# conv_shift.cuh (wgmma over shifted views of the halo; sm_90a, so only where conv_wgmma is allowed) from the first
+# batch with SHIFT_MIN_TILES tiles, conv_halo.cuh (mma.sync) below it or without wgmma. Measured on an H200
+# (benchmarks/conv_check.cu, fp16, batch 256): resnet18's 64-channel 3x3 layers 0.20 / 0.24 ms (+ residual) with
+# conv_shift, 0.28 / 0.31 with conv_halo, 0.39 / 0.46 for the best conv_nhwc / conv_wgmma tile; its space-to-depth
+# stem 0.49, 0.67 and 1.26 (cuDNN: 0.65). HALO_TILES: BP (output pixels a tile) -> warps along pixels x channels,
+# and whether the residual tile is staged in shared memory (else it is loaded into registers before the multiply);
+# the 16-warp BP 256 tile from HALO_WIDE_MIN_K on (the stem's K = 256 ran no faster on it) once the grid has a tile
+# per SM. CF_NHWC_HALO=0 turns both off.
 HALO_ENV = "CF_NHWC_HALO"
 HALO_TILES = {128: (4, 2, True), 256: (8, 2, False)}  # fmt: skip
 HALO_CHANNELS, HALO_OUT, HALO_WIDE_MIN_K, HALO_MAX_SMEM = (16, 32, 48, 64), 64, 576, 227 * 1024
+SHIFT_POSITIONS, SHIFT_MIN_TILES = 256, SMS // 2  # conv_shift's tile: grid positions; its launches from half the SMs
 TARGET_BLOCKS, WS_FLOATS = 264, 8 << 20  # splitk.cuh choose_splits and the network's split-K workspace
 BYTE_COST = 0.5  # MAC-slots per SM that moving one byte through DRAM costs (4.8 TB/s vs ~300 T MAC/s, H200)
 
@@ -109,7 +113,7 @@ class Geom:
 @dataclass(frozen=True)
 class Tile:
     min_n: int  # used for batches >= min_n (and below the previous entry's min_n)
-    kind: str  # conv (conv_nhwc) | wgmma (conv_wgmma) | halo (conv_halo: bm = output pixels a tile) | gemv
+    kind: str  # conv (conv_nhwc) | wgmma (conv_wgmma) | halo (conv_halo: bm = output pixels a tile) | shift | gemv
     bm: int = 0
     bn: int = 0
     bk: int = BK
@@ -124,8 +128,8 @@ class Tile:
     def name(self) -> str:
         if self.kind == "wgmma":
             return f"wgmma{self.bm}x{self.bn}s{self.stages}"
-        if self.kind == "halo":
-            return f"halo{self.bm}"
+        if self.kind in ("halo", "shift"):
+            return f"{self.kind}{self.bm}"
         return tile_name(self.key) if self.kind == "conv" else self.kind
 
 
@@ -179,13 +183,18 @@ class NhwcPlan:
 
     @property
     def uses_wgmma(self) -> bool:
-        """A layer launches conv_wgmma.cuh (the project is then built for sm_90a)."""
-        return any(t.kind == "wgmma" for tiles in self.tiles.values() for t in tiles)
+        """A layer launches conv_wgmma.cuh or conv_shift.cuh (the project is then built for sm_90a)."""
+        return any(t.kind in ("wgmma", "shift") for tiles in self.tiles.values() for t in tiles)
 
     @property
     def uses_halo(self) -> bool:
-        """A layer launches conv_halo.cuh."""
-        return any(t.kind == "halo" for tiles in self.tiles.values() for t in tiles)
+        """A layer launches conv_halo.cuh or conv_shift.cuh."""
+        return any(t.kind in ("halo", "shift") for tiles in self.tiles.values() for t in tiles)
+
+    @property
+    def uses_shift(self) -> bool:
+        """A layer launches conv_shift.cuh."""
+        return any(t.kind == "shift" for tiles in self.tiles.values() for t in tiles)
 
 
 class _Refuse(Exception):
@@ -424,14 +433,25 @@ def halo_smem(shape: list[int], bp: int, residual: bool) -> int:
     halo_w, halo_rows = wo + math.ceil((kw - 1) / 8) * 8, (bp - 1) // wo + 2 + kh - 1
     weights = HALO_OUT * (kh * kw * cs + 8) * ELEM_BYTES
     staged = residual and HALO_TILES[bp][2]
-    return weights + 2 * (halo_rows * halo_w * (cs + 8) * ELEM_BYTES + (bp * (HALO_OUT + 8) * ELEM_BYTES if staged else 0))
+    return weights + 2 * (
+        halo_rows * halo_w * (cs + 8) * ELEM_BYTES + (bp * (HALO_OUT + 8) * ELEM_BYTES if staged else 0)
+    )
 
 
-def halo_tiles(shape: list[int], residual: bool, fp32_out: bool, max_batch: int) -> list[Tile] | None:
-    """conv_halo's launches for a layer of NhwcShape ``shape`` (halo256 from the first batch with a tile per SM
-    when K >= HALO_WIDE_MIN_K, else halo128), or None when the kernel does not apply: stride and dilation 1, one
-    group, HALO_OUT output channels stored, input pixels of HALO_CHANNELS elements all read, T output, the shared
-    memory within HALO_MAX_SMEM."""
+def shift_smem(shape: list[int]) -> int:
+    """Shared memory of one conv_shift CTA (kernels/conv_shift.cuh ShiftTile::smem_bytes)."""
+    cs, kh, kw, wo = shape[2], shape[8], shape[9], shape[7]
+    positions = math.ceil((SHIFT_POSITIONS + (kh - 1) * (wo + kw - 1) + kw - 1) / 8) * 8
+    weights = math.ceil(kh * kw * cs / 64) * HALO_OUT * 64 * ELEM_BYTES
+    return 1024 + weights + SHIFT_POSITIONS * 36 * 4 + 2 * (cs // 8) * positions * 16
+
+
+def halo_tiles(shape: list[int], residual: bool, fp32_out: bool, max_batch: int, shift: bool = False):
+    """The launches of a layer of NhwcShape ``shape`` on the halo kernels, or None when they do not apply (stride
+    and dilation 1, one group, HALO_OUT output channels stored, input pixels of HALO_CHANNELS elements all read, T
+    output, the shared memory within HALO_MAX_SMEM). ``shift`` (an sm_90a build): conv_shift from the first batch
+    with SHIFT_MIN_TILES tiles; below it (or without) conv_halo: halo256 from the first batch with a tile per SM when
+    K >= HALO_WIDE_MIN_K, else halo128."""
     h, w, cs, cin_g, cout, cs_out, ho, wo, kh, kw, sh, sw, ph, pw, dh, dw, groups, k, kp = shape
     if fp32_out or (sh, sw, dh, dw, groups) != (1, 1, 1, 1, 1) or cs_out != HALO_OUT or cs != cin_g:
         return None
@@ -439,10 +459,22 @@ def halo_tiles(shape: list[int], residual: bool, fp32_out: bool, max_batch: int)
         return None
     tiles = [Tile(1, "halo", 128, HALO_OUT, 0, 8)]
     if k >= HALO_WIDE_MIN_K and halo_smem(shape, 256, residual) <= HALO_MAX_SMEM:
-        first = next((b for b in range(1, max_batch + 1) if b * math.ceil(ho * wo / 256) >= SMS), None)
-        if first is not None:
-            tiles = [Tile(first, "halo", 256, HALO_OUT, 0, 16)] + ([] if first == 1 else tiles)
+        tiles = _from_first(tiles, Tile(0, "halo", 256, HALO_OUT, 0, 16), math.ceil(ho * wo / 256), SMS, max_batch)
+    if shift and shift_smem(shape) <= HALO_MAX_SMEM:
+        per_image = math.ceil(ho * (wo + kw - 1) / SHIFT_POSITIONS)
+        tiles = _from_first(tiles, Tile(0, "shift", SHIFT_POSITIONS, HALO_OUT, 0, 8), per_image, SHIFT_MIN_TILES,
+                            max_batch)  # fmt: skip
     return tiles
+
+
+def _from_first(tiles: list[Tile], tile: Tile, per_image: int, min_tiles: int, max_batch: int) -> list[Tile]:
+    """``tile`` from the first batch whose launch has ``min_tiles`` tiles (``per_image`` an image) on, ``tiles``
+    (descending min_n) below it."""
+    first = next((b for b in range(1, max_batch + 1) if b * per_image >= min_tiles), None)
+    if first is None:
+        return tiles
+    below = [t for t in tiles if t.min_n < first]
+    return [replace(tile, min_n=first), *below] if first > 1 else [replace(tile, min_n=1)]
 
 
 def _layer_tiles(rows_g: int, pixels: int, kp: int, groups: int, max_batch: int, dense: bool, vec8: bool) -> list[Tile]:
@@ -476,7 +508,10 @@ def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None, ha
         nplan.tiles[i] = _layer_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, dense, vec8)
         if wgmma is not None and vec8:
             nplan.tiles[i] = use_wgmma(nplan.tiles[i], rows_g, pixels, op.p["groups"], wgmma, dense, max_batch)
-        direct = halo_tiles(shape, op.residual is not None, op.out.id in nplan.fp32_ids, max_batch) if halo else None
+        direct = None
+        if halo:
+            fp32_out, shift = op.out.id in nplan.fp32_ids, wgmma is not None
+            direct = halo_tiles(shape, op.residual is not None, fp32_out, max_batch, shift)
         if direct is not None and not dense:
             nplan.tiles[i] = direct
     nplan.packed_elems = offset

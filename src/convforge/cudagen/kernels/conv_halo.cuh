@@ -18,7 +18,9 @@
 // Measured (H100, fp16, batch 256, benchmarks/conv_check.cu): resnet18's 64-channel 3x3 layers 0.27 ms (221
 // TFLOP/s; 0.31 with the residual) vs 0.39 / 0.46 for the best conv_nhwc / conv_wgmma tile; its space-to-depth stem
 // 0.64 ms vs 1.20. With the halo loads left out the multiply alone took 0.23 ms: mma.sync from 32x32 warp tiles is
-// what limits it now, not the loads.
+// what limits it now, not the loads (wgmma with A from registers, ldmatrix'd per k16 step, reached 0.23 ms on an
+// H200, vs 0.28 here); conv_shift.cuh multiplies from shared-memory descriptors instead and takes these layers in
+// sm_90a builds from 66 tiles on (nhwc.halo_tiles).
 // GEMM orientation: A = pixels (m16 blocks), B = weights (n8 blocks of output channels), so each thread ends with
 // pairs of adjacent channels of a pixel and stores them as 4-byte words (4 lanes fill a pixel's 16 bytes), with no
 // staging pass.
@@ -30,58 +32,24 @@
 #include <stdexcept>
 #include <string>
 
-#include "conv_wgmma.cuh"
+#include "conv_nhwc.cuh"
 
 namespace cf {
 
-#ifdef CF_WGMMA_ENABLED
-// One m64n64k16 wgmma with A from registers (each warp's 16 rows, mma.m16n8k16's A fragment layout) and B from a
-// shared-memory descriptor (k-major, 128-byte swizzle: conv_wgmma.cuh's pixel-tile layout), D fp32 += A * B.
-#define CF_WGMMA_RS_N64(TYPE, acc, a, db) \
-  asm volatile( \
-      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n" \
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32." TYPE "." TYPE " {" \
-      "%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15," \
-      "%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31" \
-      "}, {%32,%33,%34,%35}, %36, p, 1, 1, 0;\n}\n" \
-      : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3]), "+f"(acc[4]), "+f"(acc[5]), "+f"(acc[6]), \
-        "+f"(acc[7]), "+f"(acc[8]), "+f"(acc[9]), "+f"(acc[10]), "+f"(acc[11]), "+f"(acc[12]), "+f"(acc[13]), \
-        "+f"(acc[14]), "+f"(acc[15]), "+f"(acc[16]), "+f"(acc[17]), "+f"(acc[18]), "+f"(acc[19]), \
-        "+f"(acc[20]), "+f"(acc[21]), "+f"(acc[22]), "+f"(acc[23]), "+f"(acc[24]), "+f"(acc[25]), \
-        "+f"(acc[26]), "+f"(acc[27]), "+f"(acc[28]), "+f"(acc[29]), "+f"(acc[30]), "+f"(acc[31]) \
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(1))
-
-template <class T>
-__device__ __forceinline__ void wgmma_rs_n64(float (&acc)[32], const uint32_t (&a)[4], uint64_t b) {
-  if constexpr (std::is_same<T, __half>::value) {
-    CF_WGMMA_RS_N64("f16", acc, a, b);
-  } else {
-    CF_WGMMA_RS_N64("bf16", acc, a, b);
-  }
-}
-#endif
 
 // BP output pixels x 64 channels per tile, WM x WN warps each owning (BP / WM) pixels x (64 / WN) channels.
-// WG: the multiply by wgmma (sm_90a; warps in warpgroups of 4 along the pixels, WN 1), the weights then stored as
-// conv_wgmma's swizzled k-major tiles of 64 k (1024-byte aligned) instead of padded rows.
-template <int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true, bool WG = false>
+template <int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true>
 struct HaloTile {
   static constexpr int NOUT = 64, NT = 32 * WM * WN;
   static constexpr int LDH = CS + 8;  // elements per halo pixel row
   static constexpr int K = KH * KW * CS, LDW = K + 8;
   static constexpr int LDR = NOUT + 8;  // elements per staged residual row
   static constexpr int TM = BP / WM, TN = NOUT / WN, MI = TM / 16, NJ = TN / 8;
-  static constexpr int KS = (K + 63) / 64;  // WG: k slices of 64
-  static constexpr int W_BYTES = WG ? KS * NOUT * 64 * 2 + 1024 : NOUT * LDW * 2, RES_BYTES = BP * LDR * 2;
+  static constexpr int W_BYTES = NOUT * LDW * 2, RES_BYTES = BP * LDR * 2;
   static_assert(CS % 16 == 0 && (LDH * 2 / 16) % 2 == 1, "16-channel multiples; odd 16-byte units per halo row");
   static_assert((LDW * 2 / 16) % 2 == 1 && (LDR * 2 / 16) % 2 == 1, "odd 16-byte units per weight/residual row");
   static_assert(TM % 16 == 0 && TN % 16 == 0 && WM * TM == BP && WN * TN == NOUT, "warp tiles cover the tile");
-  static_assert(!WG || (WN == 1 && WM % 4 == 0), "wgmma: warpgroups along the pixels, each all 64 channels");
-  // the pixel of lane row r (0-15) of m16 block i of warp w: warps own consecutive rows (mma.sync), or, with wgmma,
-  // a warpgroup owns 64-row blocks whose 16-row quarters are its 4 warps
-  static __device__ __forceinline__ int row(int w, int i) {
-    return WG ? (w / 4) * TM * 4 + i * 64 + (w % 4) * 16 : w * TM + i * 16;
-  }
+  static __device__ __forceinline__ int row(int w, int i) { return w * TM + i * 16; }  // m16 block i of warp w
 
   // host: the halo of one tile for output width wo (stride 1: input columns wo + kw - 1, padded so halo_w - wo
   // is a multiple of 8), at most (BP - 1) / wo + 2 output rows
@@ -92,20 +60,15 @@ struct HaloTile {
   }
 };
 
-template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES, bool WG>
+template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES>
 __global__ void __launch_bounds__(32 * WM * WN)
 conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float* __restrict__ bias,
                  const T* __restrict__ residual, T* __restrict__ y, NhwcShape s, int batch, int act, float slope,
                  int halo_w, int halo_rows) {
-  using C = HaloTile<CS, KH, KW, BP, WM, WN, STAGE_RES, WG>;
+  using C = HaloTile<CS, KH, KW, BP, WM, WN, STAGE_RES>;
   using Prec = typename Half2<T>::Prec;
-#ifndef CF_WGMMA_ENABLED
-  if constexpr (WG) __trap();  // built for another arch: nhwc.py launches the wgmma form in sm_90a builds only
-#endif
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  // WG: the swizzle pattern is a function of address bits 4-9, so the weight tiles start on a 1024-byte boundary
-  const uint32_t raw = static_cast<uint32_t>(__cvta_generic_to_shared(smem_raw));
-  T* Ws = reinterpret_cast<T*>(smem_raw + (WG ? (1024 - (raw & 1023)) & 1023 : 0));
+  T* Ws = reinterpret_cast<T*>(smem_raw);
   const int halo_elems = halo_rows * halo_w * C::LDH;
   T* Hs = reinterpret_cast<T*>(smem_raw + C::W_BYTES);  // two halo buffers, then two residual tiles if a residual
   T* Rs = Hs + 2 * halo_elems;
@@ -113,15 +76,11 @@ conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
   const int P = s.ho * s.wo, tiles_per_img = (P + BP - 1) / BP, ntiles = batch * tiles_per_img;
   const int in_w = s.wo + KW - 1;
 
-  // the weights, once per CTA: padded rows (columns past K never read), or WG's swizzled 64 x 64 tiles (zeros
-  // past Kp)
-  constexpr int WCH = (WG ? C::KS * 64 : C::K) / 8;
+  constexpr int WCH = C::K / 8;  // the weights, once per CTA (columns past K are never read)
   for (int i = tid; i < C::NOUT * WCH; i += C::NT) {
     const int row = i / WCH, q = i - row * WCH;
-    const bool ok = q * 8 < s.Kp;
-    T* dst = WG ? Ws + (q / 8) * C::NOUT * 64 + row * 64 + ((q % 8) ^ (row & 7)) * 8 : Ws + row * C::LDW + q * 8;
-    cp_async_f32x4(reinterpret_cast<float*>(dst),
-                   reinterpret_cast<const float*>(ok ? wgt + static_cast<long long>(row) * s.Kp + q * 8 : wgt), ok);
+    cp_async_f32x4(reinterpret_cast<float*>(Ws + row * C::LDW + q * 8),
+                   reinterpret_cast<const float*>(wgt + static_cast<long long>(row) * s.Kp + q * 8), true);
   }
   auto load_tile = [&](int tile, int buf) {
     const int img = tile / tiles_per_img, p0 = (tile - img * tiles_per_img) * BP;
@@ -204,29 +163,6 @@ conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
       for (int j = 0; j < C::NJ; ++j)
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
-    if constexpr (WG) {
-#ifdef CF_WGMMA_ENABLED
-      // A fragments double-buffered: step s loads its own while step s - 1's wgmma may still read the other
-      uint32_t a[2][C::MI][4];
-#pragma unroll
-      for (int step = 0; step < KH * KW * CS / 16; ++step) {
-        const int tap = step / (CS / 16), c = (step % (CS / 16)) * 16, ky = tap / KW, kx = tap % KW;
-        const T* Ht = H + (ky * halo_w + kx) * C::LDH + c;
-#pragma unroll
-        for (int i = 0; i < C::MI; ++i) ldmatrix_x4(a[step & 1][i], Ht + a_off[i]);
-        const int k = tap * CS + c;  // + 32 bytes per k16 within a 64-k tile = 2 in the descriptor's units
-        const uint64_t b = wgmma_desc(Ws + (k / 64) * C::NOUT * 64) + 2 * ((k % 64) / 16);
-        wgmma_fence();
-#pragma unroll
-        for (int i = 0; i < C::MI; ++i) wgmma_rs_n64<T>(reinterpret_cast<float(&)[32]>(acc[i]), a[step & 1][i], b);
-        wgmma_commit();
-        wgmma_wait<1>();
-      }
-      wgmma_wait<0>();
-#pragma unroll
-      for (int i = 0; i < C::MI; ++i) fence_acc(reinterpret_cast<float(&)[32]>(acc[i]));
-#endif
-    } else {
 #pragma unroll 1  // (unrolled: same speed, H100)
     for (int ky = 0; ky < KH; ++ky) {
 #pragma unroll
@@ -253,7 +189,6 @@ conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
             for (int j = 0; j < C::NJ; ++j) mma_16x8<Prec>(acc[i][j], a[i], b[j]);
         }
       }
-    }
     }
 
     // Accumulator (i, j): c0, c1 -> pixel g, channels 2t, 2t+1; c2, c3 -> pixel g + 8, same channels.
@@ -301,27 +236,26 @@ inline int halo_smem_limit() {
   return optin;
 }
 
-template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true, bool WG = false>
+template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true>
 inline void conv_halo_prepare() {
   static std::atomic<unsigned long long> ready{0};
-  if constexpr (WG) require_wgmma_code();
   // the halo's size depends on the layer's width: allow the most a block may have, launch with what it needs
-  allow_smem_once(ready, conv_halo_kernel<T, CS, KH, KW, BP, WM, WN, STAGE_RES, WG>, halo_smem_limit());
+  allow_smem_once(ready, conv_halo_kernel<T, CS, KH, KW, BP, WM, WN, STAGE_RES>, halo_smem_limit());
 }
 
 // Same arguments as conv_nhwc (the workspace is unused: no split-K).
-template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true, bool WG = false>
+template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true>
 inline void conv_halo(cudaStream_t st, const T* x, const T* w, const float* b, const T* res, T* y,
                       const NhwcShape& s, int batch, int act, float slope, float*, long long) {
-  using C = HaloTile<CS, KH, KW, BP, WM, WN, STAGE_RES, WG>;
+  using C = HaloTile<CS, KH, KW, BP, WM, WN, STAGE_RES>;
   if (!halo_fits<CS, KH, KW>(s)) throw std::runtime_error("conv_halo: layer shape not supported by this kernel");
   const int smem = C::smem_bytes(s.wo, res != nullptr), limit = halo_smem_limit();
   if (smem > limit)  // a project generated for H100/H200 (nhwc.halo_tiles) rebuilt for and run on a smaller GPU
     throw std::runtime_error("conv_halo: a layer needs " + std::to_string(smem) + " bytes of shared memory a block, "
                              "this GPU allows " + std::to_string(limit) + "; regenerate the network with "
                              "CF_NHWC_HALO=0");
-  conv_halo_prepare<T, CS, KH, KW, BP, WM, WN, STAGE_RES, WG>();
-  const auto kernel = conv_halo_kernel<T, CS, KH, KW, BP, WM, WN, STAGE_RES, WG>;
+  conv_halo_prepare<T, CS, KH, KW, BP, WM, WN, STAGE_RES>();
+  const auto kernel = conv_halo_kernel<T, CS, KH, KW, BP, WM, WN, STAGE_RES>;
   int dev = 0, sms = 0, per_sm = 0;
   CF_CHECK(cudaGetDevice(&dev));
   CF_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
