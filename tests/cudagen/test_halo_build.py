@@ -87,47 +87,42 @@ def test_halo_enabled_reads_arch_and_env():
         halo_enabled("sm_90", {HALO_ENV: "yes"})
 
 
+def _printed_values(tmp_path, header: str, expressions: list[str]) -> list[int]:
+    """The int values of C++ ``expressions`` (kernels/``header`` included), printed by a host program nvcc builds."""
+    import pathlib
+
+    body = "".join(f'  std::printf("%d\\n", {e});\n' for e in expressions)
+    src = tmp_path / "values.cu"
+    src.write_text(f'#include <cstdio>\n#include "{header}"\nint main() {{\n{body}}}\n')
+    inc = pathlib.Path(__file__).resolve().parents[2] / KERNELS
+    exe = tmp_path / "values"
+    build = subprocess.run([_nvcc(), "-std=c++17", "-arch=sm_90a", "-I", str(inc), str(src), "-o", str(exe)],
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert build.returncode == 0, build.stderr[-2000:]
+    return [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+
+
 @pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
 def test_halo_smem_matches_the_kernel(tmp_path):
     """nhwc.halo_smem mirrors HaloTile<...>::smem_bytes (what the launcher asks for) for both tiles, with and
     without a residual."""
     cases = [(RESNET_64, 128, True), (RESNET_64, 128, False), (RESNET_64, 256, True), (RESNET_STEM, 128, False)]
     cases += [(ALEXNET_STEM, 128, True)]
-    lines = []
+    exprs = []
     for shape, bp, res in cases:
         cs, kh, kw, wo = shape[2], shape[8], shape[9], shape[7]
-        staged = "true" if bp == 128 else "false"
-        wm = 4 if bp == 128 else 8
-        tile = f"cf::HaloTile<{cs}, {kh}, {kw}, {bp}, {wm}, 2, {staged}>"
-        lines.append(f'  std::printf("%d\\n", {tile}::smem_bytes({wo}, {str(res).lower()}));')
-    src = tmp_path / "smem.cu"
-    src.write_text('#include <cstdio>\n#include "conv_halo.cuh"\nint main() {\n' + "\n".join(lines) + "\n}\n")
-    import pathlib
-
-    inc = pathlib.Path(__file__).resolve().parents[2] / KERNELS
-    exe = tmp_path / "smem"
-    build = subprocess.run([_nvcc(), "-std=c++17", "-arch=sm_90a", "-I", str(inc), str(src), "-o", str(exe)],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert build.returncode == 0, build.stderr[-2000:]
-    got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+        staged, wm = ("true", 4) if bp == 128 else ("false", 8)
+        exprs.append(f"cf::HaloTile<{cs}, {kh}, {kw}, {bp}, {wm}, 2, {staged}>::smem_bytes({wo}, {str(res).lower()})")
+    got = _printed_values(tmp_path, "conv_halo.cuh", exprs)
     assert got == [halo_smem(shape, bp, res) for shape, bp, res in cases]
     assert max(got) <= 227 * 1024 and got[2] == 222208  # resnet18's 64-channel layer, 256-pixel tile
 
 
 @pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
 def test_shift_smem_matches_the_kernel(tmp_path):
-    import pathlib
-
     shapes = [RESNET_64, RESNET_STEM, ALEXNET_STEM]
-    lines = [f'  std::printf("%d\\n", cf::ShiftTile<{s[2]}, {s[8]}, {s[9]}>::smem_bytes({s[7]}));' for s in shapes]
-    src = tmp_path / "smem.cu"
-    src.write_text('#include <cstdio>\n#include "conv_shift.cuh"\nint main() {\n' + "\n".join(lines) + "\n}\n")
-    inc = pathlib.Path(__file__).resolve().parents[2] / KERNELS
-    exe = tmp_path / "smem"
-    build = subprocess.run([_nvcc(), "-std=c++17", "-arch=sm_90a", "-I", str(inc), str(src), "-o", str(exe)],
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert build.returncode == 0, build.stderr[-2000:]
-    got = [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
+    exprs = [f"cf::ShiftTile<{s[2]}, {s[8]}, {s[9]}>::smem_bytes({s[7]})" for s in shapes]
+    got = _printed_values(tmp_path, "conv_shift.cuh", exprs)
     assert got == [shift_smem(s) for s in shapes] and max(got) <= 227 * 1024
 
 

@@ -122,16 +122,8 @@ conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
   const int b_row = (lane & 7) + ((lane >> 4) << 3), b_col = ((lane >> 3) & 1) * 8;
   const T* Wl = Ws + (wn + b_row) * C::LDW + b_col;
 
-  int buf = 0;
-  if (blockIdx.x < ntiles) load_tile(blockIdx.x, 0);
-  cp_async_commit();
-  for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x, buf ^= 1) {
-    const int next = tile + gridDim.x;
-    if (next < ntiles) load_tile(next, buf ^ 1);  // into the buffer every warp finished with last iteration
-    cp_async_commit();
-    cp_async_wait<1>();  // this tile's halo (and, first time, the weights) landed for this thread
-    __syncthreads();
-
+  // the weights were committed with the first tile's halo
+  double_buffered_tiles(ntiles, load_tile, [] {}, [&](int tile, int buf) {
     const int img = tile / tiles_per_img, p0 = (tile - img * tiles_per_img) * BP, oy0 = p0 / s.wo;
     const T* H = Hs + buf * halo_elems;
     int a_off[C::MI];  // halo offset of tap (0, 0) for this lane's A row; pixels past the image read pixel p0
@@ -171,22 +163,10 @@ conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
         const T* Wt = Wl + (ky * KW + kx) * CS;
 #pragma unroll
         for (int c = 0; c < CS; c += 16) {
-          uint32_t a[C::MI][4], b[C::NJ][2];
+          uint32_t a[C::MI][4];
 #pragma unroll
           for (int i = 0; i < C::MI; ++i) ldmatrix_x4(a[i], Ht + a_off[i] + c);
-#pragma unroll
-          for (int jj = 0; jj < C::NJ / 2; ++jj) {
-            uint32_t r[4];
-            ldmatrix_x4(r, Wt + jj * 16 * C::LDW + c);
-            b[2 * jj][0] = r[0];
-            b[2 * jj][1] = r[1];
-            b[2 * jj + 1][0] = r[2];
-            b[2 * jj + 1][1] = r[3];
-          }
-#pragma unroll
-          for (int i = 0; i < C::MI; ++i)
-#pragma unroll
-            for (int j = 0; j < C::NJ; ++j) mma_16x8<Prec>(acc[i][j], a[i], b[j]);
+          mma_k16<Prec>(acc, a, Wt + c, C::LDW);
         }
       }
     }
@@ -215,9 +195,7 @@ conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
           *reinterpret_cast<uint32_t*>(yo + ch) = Half2<T>::pack(v0, v1);
         }
       }
-    __syncthreads();  // every warp is done with this buffer before the next iteration refills it
-  }
-  cp_async_wait<0>();
+  });
 }
 
 // ---- host side --------------------------------------------------------------------------------------------------

@@ -152,6 +152,49 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void* smem) 
 #endif
 }
 
+// One k16 step of a warp tile: the B fragments of NJ n8 blocks (two per ldmatrix.x4 from b, the lane's row
+// address of block pair 0, pairs 16 rows of `stride` elements apart; the b_row / b_col lane mapping of the kernels
+// below), then acc[i][j] += a[i] * b[j] by mma.sync m16n8k16.
+template <class Prec, int MI, int NJ, class T>
+__device__ __forceinline__ void mma_k16(float (&acc)[MI][NJ][4], const uint32_t (&a)[MI][4], const T* b, int stride) {
+  uint32_t f[NJ][2];
+#pragma unroll
+  for (int jj = 0; jj < NJ / 2; ++jj) {
+    uint32_t r[4];
+    ldmatrix_x4(r, b + jj * 16 * stride);
+    f[2 * jj][0] = r[0];
+    f[2 * jj][1] = r[1];
+    f[2 * jj + 1][0] = r[2];
+    f[2 * jj + 1][1] = r[3];
+  }
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j) mma_16x8<Prec>(acc[i][j], a[i], f[j]);
+}
+
+// Persistent CTAs over tiles blockIdx.x, + gridDim.x, ... (conv_halo.cuh, conv_shift.cuh): load(tile, buf) issues
+// the cp.async copies of a tile's operands into buffer buf (0 or 1), body(tile, buf) computes it once they have
+// landed, the next tile's copies in flight meanwhile. landed() runs between the wait and the barrier that publishes
+// the copies (conv_shift: the fence that makes them visible to wgmma).
+template <class Load, class Landed, class Body>
+__device__ __forceinline__ void double_buffered_tiles(int ntiles, Load load, Landed landed, Body body) {
+  int buf = 0;
+  if (blockIdx.x < ntiles) load(blockIdx.x, 0);
+  cp_async_commit();
+  for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x, buf ^= 1) {
+    const int next = tile + gridDim.x;
+    if (next < ntiles) load(next, buf ^ 1);  // into the buffer every warp finished with last iteration
+    cp_async_commit();
+    cp_async_wait<1>();  // this tile's copies (and whatever was committed with the first) landed for this thread
+    landed();
+    __syncthreads();
+    body(tile, buf);
+    __syncthreads();  // every warp is done with this buffer before the next iteration refills it
+  }
+  cp_async_wait<0>();
+}
+
 // A tile configuration: BM x BN outputs per CTA computed by WARPS warps, k slices of BK (32: 4-stage ring; 64:
 // 3 stages, half the __syncthreads and cursor steps per MMA). Warp tile from the outputs per warp: 64x64 (32 mma per
 // 8 ldmatrix.x4, 128 accumulators: 255 registers, so 1 CTA of 8 warps or 2 of 4 per SM), 64x32 (16 mma per 6; one
@@ -346,22 +389,10 @@ conv_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
     const T* Bs = As + BM * C::LDS;
 #pragma unroll
     for (int kk = 0; kk < C::BK; kk += 16) {
-      uint32_t a[C::MI][4], b[C::NJ][2];
+      uint32_t a[C::MI][4];
 #pragma unroll
       for (int i = 0; i < C::MI; ++i) ldmatrix_x4(a[i], As + (wm + i * 16 + a_row) * C::LDS + kk + a_col);
-#pragma unroll
-      for (int jj = 0; jj < C::NJ / 2; ++jj) {
-        uint32_t r[4];
-        ldmatrix_x4(r, Bs + (wn + jj * 16 + b_row) * C::LDS + kk + b_col);
-        b[2 * jj][0] = r[0];
-        b[2 * jj][1] = r[1];
-        b[2 * jj + 1][0] = r[2];
-        b[2 * jj + 1][1] = r[3];
-      }
-#pragma unroll
-      for (int i = 0; i < C::MI; ++i)
-#pragma unroll
-        for (int j = 0; j < C::NJ; ++j) mma_16x8<Prec>(acc[i][j], a[i], b[j]);
+      mma_k16<Prec>(acc, a, Bs + (wn + b_row) * C::LDS + kk + b_col, C::LDS);
     }
   };
   const int tiles = (t.k_end - t.k_begin + C::BK - 1) / C::BK;

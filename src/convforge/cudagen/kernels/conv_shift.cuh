@@ -106,17 +106,8 @@ conv_shift_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
       bias_r[half][e] = bias && c < s.cout ? bias[c] : 0.f;
     }
 
-  int buf = 0;
-  if (blockIdx.x < ntiles) load_tile(blockIdx.x, 0);
-  cp_async_commit();
-  for (int tile = blockIdx.x; tile < ntiles; tile += gridDim.x, buf ^= 1) {
-    const int next = tile + gridDim.x;
-    if (next < ntiles) load_tile(next, buf ^ 1);  // into the buffer every warp finished with last iteration
-    cp_async_commit();
-    cp_async_wait<1>();    // this tile's halo (and, first time, the weights) landed for this thread
-    fence_proxy_async();   // ... and is visible to wgmma's async proxy
-    __syncthreads();
-
+  // the weights were committed with the first tile's halo; wgmma reads both through the async proxy
+  double_buffered_tiles(ntiles, load_tile, [] { fence_proxy_async(); }, [&](int tile, int buf) {
     float acc[64];
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = 0.f;
@@ -181,10 +172,9 @@ conv_shift_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
         }
         store8(y + out[it] + half * 32, v8[it]);
       }
-      __syncthreads();  // Cs is rewritten by the next half; the halo buffer by the next iteration's load
+      if (half == 0) __syncthreads();  // Cs is rewritten by the next half (after the last, the tile loop's barrier)
     }
-  }
-  cp_async_wait<0>();
+  });
 #else
   __trap();  // built for another arch: nhwc.py launches it in sm_90a builds only
 #endif
