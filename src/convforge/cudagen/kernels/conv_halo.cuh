@@ -149,12 +149,7 @@ conv_halo_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
         }
     }
     float acc[C::MI][C::NJ][4];
-#pragma unroll
-    for (int i = 0; i < C::MI; ++i)
-#pragma unroll
-      for (int j = 0; j < C::NJ; ++j)
-#pragma unroll
-        for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+    zero_fragments(acc);
 #pragma unroll 1  // (unrolled: same speed, H100)
     for (int ky = 0; ky < KH; ++ky) {
 #pragma unroll

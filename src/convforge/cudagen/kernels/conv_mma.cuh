@@ -86,6 +86,17 @@ __device__ __forceinline__ void mma_16x8(float (&c)[4], const uint32_t (&a)[4], 
 #endif
 }
 
+// Zeroes a warp's MI x NJ m16n8 accumulator fragments (4 fp32 each).
+template <int MI, int NJ>
+__device__ __forceinline__ void zero_fragments(float (&acc)[MI][NJ][4]) {
+#pragma unroll
+  for (int i = 0; i < MI; ++i)
+#pragma unroll
+    for (int j = 0; j < NJ; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+}
+
 // A fragment (16 x kStep) from As[m][k]; p points at row g (= lane / 4) of the fragment, column kk.
 // PTX ISA fragment layouts: TF32 a0 (g, t) a1 (g+8, t) a2 (g, t+4) a3 (g+8, t+4); fp16/bf16 registers hold pairs
 // (g, 2t..2t+1), (g+8, 2t..), (g, 2t+8..), (g+8, 2t+8..), with t = lane % 4.
@@ -139,12 +150,7 @@ conv_mma_kernel(const float* __restrict__ x, const float* __restrict__ wgt, cons
   const int wm = (warp / 4) * (BM / 2), wn = (warp % 4) * 32;
   const int g8 = lane / 4, t4 = lane % 4;
   float acc[C::MI][C::NJ][4];
-#pragma unroll
-  for (int i = 0; i < C::MI; ++i)
-#pragma unroll
-    for (int j = 0; j < C::NJ; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+  zero_fragments(acc);
 
   auto load = [&](int st, int tile) {
     float* As = smem + st * C::STAGE;

@@ -358,12 +358,7 @@ conv_nhwc_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const float
 
   const int wm = (warp / C::WN) * C::TM, wn = (warp % C::WN) * C::TN;
   float acc[C::MI][C::NJ][4];
-#pragma unroll
-  for (int i = 0; i < C::MI; ++i)
-#pragma unroll
-    for (int j = 0; j < C::NJ; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) acc[i][j][e] = 0.f;
+  zero_fragments(acc);
 
   auto load = [&](int st, int tile) {
     T* As = smem + st * C::STAGE;

@@ -50,6 +50,20 @@ struct SpaceToDepthShape {
   int hs, ws, cs;  // the s2d map: hs x ws pixels of cs elements (c * s * s channels, then zeros up to a multiple of 8)
 };
 
+// Flat index i over [n][h][w][cs / 8] (8-channel chunks fastest) -> its image, row, column and chunk: the thread
+// mapping of the elementwise NHWC kernels below.
+struct PixelChunk {
+  long long img;
+  int y, x, q;
+};
+__device__ __forceinline__ PixelChunk pixel_chunk(long long i, int cs, int h, int w) {
+  const int q8 = cs / 8, q = static_cast<int>(i % q8);
+  long long r = i / q8;
+  const int x = static_cast<int>(r % w);
+  r /= w;
+  return PixelChunk{r / h, static_cast<int>(r % h), x, q};
+}
+
 // y[img][Y][X][(c * s + dy) * s + dx] = x[img][c][s * Y + dy - ph][s * X + dx - pw], 0 outside the input and past
 // c * s * s channels. One thread per 8 channels of an s2d pixel, channels fastest: a warp's stores are 512
 // contiguous bytes, and a thread's 8 loads are runs of s neighbouring floats of input rows.
@@ -58,12 +72,9 @@ __global__ void nchw_to_s2d_kernel(const float* __restrict__ x, T* __restrict__ 
                                    SpaceToDepthShape g) {
   const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
-  const int q8 = g.cs / 8, q = static_cast<int>(i % q8);
-  long long r = i / q8;
-  const int bx = static_cast<int>(r % g.ws);
-  r /= g.ws;
-  const int by = static_cast<int>(r % g.hs);
-  const long long img = r / g.hs;
+  const PixelChunk at = pixel_chunk(i, g.cs, g.hs, g.ws);
+  const int q = at.q, bx = at.x, by = at.y;
+  const long long img = at.img;
   const int block = g.s * g.s;
   int c = q * 8 / block, dy = q * 8 % block / g.s, dx = q * 8 % g.s;  // of channel q * 8 + e, stepped below
   float v[8];
@@ -128,12 +139,9 @@ __global__ void pool_nhwc_kernel(const T* __restrict__ x, T* __restrict__ y, Poo
                                  int act, float slope) {
   const long long i = static_cast<long long>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= total) return;
-  const int q8 = s.c / 8, q = static_cast<int>(i % q8);
-  long long r = i / q8;
-  const int ox = static_cast<int>(r % s.wo);
-  r /= s.wo;
-  const int oy = static_cast<int>(r % s.ho);
-  const long long img = r / s.ho;
+  const PixelChunk at = pixel_chunk(i, s.c, s.ho, s.wo);
+  const int q = at.q, ox = at.x, oy = at.y;
+  const long long img = at.img;
   const T* xi = x + img * s.h * s.w * s.c + q * 8;
   float acc[8];
 #pragma unroll
