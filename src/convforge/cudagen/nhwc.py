@@ -508,12 +508,9 @@ def _pack_all(plan: Plan, nplan: NhwcPlan, max_batch: int, wgmma: str | None, ha
         nplan.tiles[i] = _layer_tiles(rows_g, pixels, pack.kp, op.p["groups"], max_batch, dense, vec8)
         if wgmma is not None and vec8:
             nplan.tiles[i] = use_wgmma(nplan.tiles[i], rows_g, pixels, op.p["groups"], wgmma, dense, max_batch)
-        direct = None
-        if halo:
+        if halo and not dense:
             fp32_out, shift = op.out.id in nplan.fp32_ids, wgmma is not None
-            direct = halo_tiles(shape, op.residual is not None, fp32_out, max_batch, shift)
-        if direct is not None and not dense:
-            nplan.tiles[i] = direct
+            nplan.tiles[i] = halo_tiles(shape, op.residual is not None, fp32_out, max_batch, shift) or nplan.tiles[i]
     nplan.packed_elems = offset
 
 
