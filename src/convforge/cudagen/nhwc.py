@@ -74,9 +74,9 @@ WGMMA_DEFAULT, WGMMA_NARROW, WGMMA_MIN_ROWS = "128x128s3", "64x256s4", 128  # me
 # input instead of an im2col gather (they need up to 222 KB of shared memory a CTA, which only H100/H200 give):
 # conv_shift.cuh (wgmma over shifted views of the halo; sm_90a, so only where conv_wgmma is allowed) from the first
 # batch with SHIFT_MIN_TILES tiles, conv_halo.cuh (mma.sync) below it or without wgmma. Measured on an H200
-# (benchmarks/conv_check.cu, fp16, batch 256): resnet18's 64-channel 3x3 layers 0.20 / 0.24 ms (+ residual) with
+# (benchmarks/conv_check.cu, fp16, batch 256): resnet18's 64-channel 3x3 layers 0.19 / 0.20 ms (+ residual) with
 # conv_shift, 0.28 / 0.31 with conv_halo, 0.39 / 0.46 for the best conv_nhwc / conv_wgmma tile; its space-to-depth
-# stem 0.49, 0.67 and 1.26 (cuDNN: 0.65). HALO_TILES: BP (output pixels a tile) -> warps along pixels x channels,
+# stem 0.45, 0.67 and 1.26 (cuDNN: 0.65). HALO_TILES: BP (output pixels a tile) -> warps along pixels x channels,
 # and whether the residual tile is staged in shared memory (else it is loaded into registers before the multiply);
 # the 16-warp BP 256 tile from HALO_WIDE_MIN_K on (the stem's K = 256 ran no faster on it) once the grid has a tile
 # per SM. CF_NHWC_HALO=0 turns both off.

@@ -14,11 +14,11 @@
 // (SBO), the next 8 channels one plane on (LBO). So the B operand of every tap is a descriptor whose start address
 // moves by (ky * halo_w + kx) * 16 bytes. A (the 64 x K weights) is resident for the CTA's lifetime in conv_wgmma's
 // 128-byte-swizzled k-major tiles.
-// Measured (H200, fp16, batch 256; benchmarks/results/conv_check_shift_*.log): resnet18's 64-channel 3x3 layers
-// 0.20 ms (293 TFLOP/s), 0.24 with the residual; the space-to-depth stems of resnet18 0.49 ms and alexnet 0.17 ms.
-// A diagnostic build without the epilogue ran the 64-channel layer in 0.18 ms: the epilogue, which no multiply
-// overlaps (one CTA a SM), is most of the rest. A first epilogue through conv_nhwc's finish8 (bias read per element,
-// loads and stores interleaved) took 0.37 ms.
+// Measured (H200, fp16, batch 256; benchmarks/results/conv_check_shift_res_prefetch_*.log): resnet18's 64-channel
+// 3x3 layers 0.19 ms (309 TFLOP/s), 0.20 with the residual (0.24 when the residual was loaded in the epilogue); the
+// space-to-depth stems of resnet18 0.45 ms and alexnet 0.16 ms. A diagnostic build without the epilogue ran the
+// 64-channel layer in 0.18 ms: the epilogue, which no multiply overlaps (one CTA a SM), is most of the rest. A first
+// epilogue through conv_nhwc's finish8 (bias read per element, loads and stores interleaved) took 0.37 ms.
 // Tiles: 256 consecutive grid positions of one image (2 warpgroups x 128), persistent CTAs, the next tile's halo
 // loading (16-byte cp.async, zero fill for padding) while this one is multiplied. Epilogue: accumulators staged
 // in shared memory 32 channels at a time as fp32 [position][channel], then conv_nhwc's finish8 per 8 channels of a
@@ -122,14 +122,30 @@ conv_shift_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
       WgmmaType<T>::template mma<128>(acc, a, b);
     }
     wgmma_commit();
+
+    // While the wgmmas run: where this thread stores (8 channels, its chunk, of ITEMS positions in each 32-channel
+    // half) and the residual words there, loaded now so that their latency hides behind the multiply.
+    const int img = tile / tiles_per_img, v0 = (tile - img * tiles_per_img) * C::NP;
+    const int g8 = lane / 4, t4 = lane % 4, chunk = tid % 4, co0 = chunk * 8;  // NT % 4 == 0: fixed per thread
+    constexpr int ITEMS = C::NP * 4 / C::NT;
+    long long out[ITEMS];
+    uint4 res8[2][ITEMS];
+#pragma unroll
+    for (int it = 0; it < ITEMS; ++it) {
+      const int pos = tid / 4 + it * (C::NT / 4), v = v0 + pos, r = v / hw, c = v - r * hw;
+      // past the image, or a column of the grid past the output's: no store
+      out[it] = r < s.ho && c < s.wo ? (static_cast<long long>(img) * P + r * s.wo + c) * C::NOUT + co0 : -1;
+#pragma unroll
+      for (int half = 0; half < 2; ++half)
+        res8[half][it] = residual && out[it] >= 0 ? *reinterpret_cast<const uint4*>(residual + out[it] + half * 32)
+                                                  : make_uint4(0, 0, 0, 0);
+    }
     wgmma_wait<0>();
     fence_acc(acc);
 
     // m64n128 accumulators: warp quarter q holds channels 16q + g and + 8, positions 8j + 2t and + 1 of its
     // warpgroup's 128 (acc[4j], [4j + 1]: channel g; [4j + 2], [4j + 3]: channel g + 8). Staged 32 channels at a
     // time: Cs[position][channel - 32 * half], stores of a warp on banks (8t + g) % 32: all different.
-    const int img = tile / tiles_per_img, v0 = (tile - img * tiles_per_img) * C::NP;
-    const int g8 = lane / 4, t4 = lane % 4, chunk = tid % 4, co0 = chunk * 8;  // NT % 4 == 0: fixed per thread
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       if (quarter / 2 == half) {
@@ -144,33 +160,20 @@ conv_shift_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
         }
       }
       __syncthreads();
-      // each thread: 8 channels (its chunk) of NP * 4 / NT positions; every load first, then every store
-      constexpr int ITEMS = C::NP * 4 / C::NT;
-      float v8[ITEMS][8];
-      uint4 res8[ITEMS];
-      long long out[ITEMS];
-#pragma unroll
-      for (int it = 0; it < ITEMS; ++it) {
-        const int pos = tid / 4 + it * (C::NT / 4), v = v0 + pos, r = v / hw, c = v - r * hw;
-        // past the image, or a column of the grid past the output's: no store
-        out[it] = r < s.ho && c < s.wo ? (static_cast<long long>(img) * P + r * s.wo + c) * C::NOUT + co0 : -1;
-        const float4 lo = *reinterpret_cast<const float4*>(Cs + pos * C::LDC + chunk * 8);
-        const float4 hi = *reinterpret_cast<const float4*>(Cs + pos * C::LDC + chunk * 8 + 4);
-        v8[it][0] = lo.x, v8[it][1] = lo.y, v8[it][2] = lo.z, v8[it][3] = lo.w;
-        v8[it][4] = hi.x, v8[it][5] = hi.y, v8[it][6] = hi.z, v8[it][7] = hi.w;
-        res8[it] = residual && out[it] >= 0 ? *reinterpret_cast<const uint4*>(residual + out[it] + half * 32)
-                                            : make_uint4(0, 0, 0, 0);
-      }
 #pragma unroll
       for (int it = 0; it < ITEMS; ++it) {
         if (out[it] < 0) continue;
-        const uint32_t rw[4] = {res8[it].x, res8[it].y, res8[it].z, res8[it].w};
+        const int pos = tid / 4 + it * (C::NT / 4);
+        const float4 lo = *reinterpret_cast<const float4*>(Cs + pos * C::LDC + chunk * 8);
+        const float4 hi = *reinterpret_cast<const float4*>(Cs + pos * C::LDC + chunk * 8 + 4);
+        float v8[8] = {lo.x, lo.y, lo.z, lo.w, hi.x, hi.y, hi.z, hi.w};
+        const uint32_t rw[4] = {res8[half][it].x, res8[half][it].y, res8[half][it].z, res8[half][it].w};
 #pragma unroll
         for (int e = 0; e < 8; ++e) {
           const float r = e % 2 ? Half2<T>::unpack(rw[e / 2]).y : Half2<T>::unpack(rw[e / 2]).x;
-          v8[it][e] = co0 + half * 32 + e < s.cout ? apply_act(v8[it][e] + bias_r[half][e] + r, act, slope) : 0.f;
+          v8[e] = co0 + half * 32 + e < s.cout ? apply_act(v8[e] + bias_r[half][e] + r, act, slope) : 0.f;
         }
-        store8(y + out[it] + half * 32, v8[it]);
+        store8(y + out[it] + half * 32, v8);
       }
       if (half == 0) __syncthreads();  // Cs is rewritten by the next half (after the last, the tile loop's barrier)
     }
