@@ -209,6 +209,18 @@ inline int halo_smem_limit() {
   return optin;
 }
 
+// The launchers' checks (conv_halo, conv_shift): the layer is one the kernel computes, and a CTA's `smem` bytes fit
+// this GPU (a project generated for H100/H200, nhwc.halo_tiles, rebuilt for and run on a smaller one does not).
+template <int CS, int KH, int KW>
+inline void require_halo_launch(const char* kernel, const NhwcShape& s, int smem) {
+  if (!halo_fits<CS, KH, KW>(s)) throw std::runtime_error(std::string(kernel) + ": layer shape not supported");
+  const int limit = halo_smem_limit();
+  if (smem > limit)
+    throw std::runtime_error(std::string(kernel) + ": a layer needs " + std::to_string(smem) + " bytes of shared "
+                             "memory a block, this GPU allows " + std::to_string(limit) + "; regenerate the network "
+                             "with CF_NHWC_HALO=0");
+}
+
 template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RES = true>
 inline void conv_halo_prepare() {
   static std::atomic<unsigned long long> ready{0};
@@ -221,12 +233,8 @@ template <class T, int CS, int KH, int KW, int BP, int WM, int WN, bool STAGE_RE
 inline void conv_halo(cudaStream_t st, const T* x, const T* w, const float* b, const T* res, T* y,
                       const NhwcShape& s, int batch, int act, float slope, float*, long long) {
   using C = HaloTile<CS, KH, KW, BP, WM, WN, STAGE_RES>;
-  if (!halo_fits<CS, KH, KW>(s)) throw std::runtime_error("conv_halo: layer shape not supported by this kernel");
-  const int smem = C::smem_bytes(s.wo, res != nullptr), limit = halo_smem_limit();
-  if (smem > limit)  // a project generated for H100/H200 (nhwc.halo_tiles) rebuilt for and run on a smaller GPU
-    throw std::runtime_error("conv_halo: a layer needs " + std::to_string(smem) + " bytes of shared memory a block, "
-                             "this GPU allows " + std::to_string(limit) + "; regenerate the network with "
-                             "CF_NHWC_HALO=0");
+  const int smem = C::smem_bytes(s.wo, res != nullptr);
+  require_halo_launch<CS, KH, KW>("conv_halo", s, smem);
   conv_halo_prepare<T, CS, KH, KW, BP, WM, WN, STAGE_RES>();
   const auto kernel = conv_halo_kernel<T, CS, KH, KW, BP, WM, WN, STAGE_RES>;
   int dev = 0, sms = 0, per_sm = 0;

@@ -244,6 +244,10 @@ __device__ __forceinline__ NhwcGemm nhwc_gemm(const NhwcShape& s, int batch, int
   return t;
 }
 
+// Element offset of 16-byte chunk q (0-7) of row `row` in a tile of 64-element (128-byte) rows stored with wgmma's
+// 128-byte swizzle: the chunk lands at q ^ (row % 8) (conv_wgmma.cuh, conv_shift.cuh).
+__device__ __forceinline__ int swizzle128(int row, int q) { return row * 64 + ((q ^ (row & 7)) * 8); }
+
 // im2col tile Bs[n][k] for one k slice: thread (row0, ch) copies chunk ch (VEC channels of one tap) of rows
 // row0, row0 + RP, ...; each row's pixel is decoded once, and a (c, kx, ky) cursor moves by BK per slice with one
 // carry per digit (no division after init). SW128 (conv_wgmma.cuh): rows of 64 elements = 128 bytes whose 16-byte
@@ -295,7 +299,7 @@ struct NhwcGather {
                       static_cast<unsigned>(ix) < static_cast<unsigned>(s.w);
       const T* src = ok ? base[j] + ((iy * s.w + ix) * s.cs_in + c) : x;
       const int row = row0 + j * RP;
-      T* dst = SW128 ? Bs + row * BK + ((ch ^ (row0 & 7)) * VEC) : Bs + row * LDS + ch * VEC;
+      T* dst = SW128 ? Bs + swizzle128(row, ch) : Bs + row * LDS + ch * VEC;
       cp_async_ca<VEC * 2>(dst, src, ok);
     }
     k += BK;

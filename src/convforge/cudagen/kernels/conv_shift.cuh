@@ -79,7 +79,7 @@ conv_shift_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
   for (int i = tid; i < C::NOUT * WCH; i += C::NT) {
     const int row = i / WCH, q = i - row * WCH;
     const bool ok = q * 8 < s.Kp;
-    T* dst = Ws + (q / 8) * C::NOUT * 64 + row * 64 + ((q % 8) ^ (row & 7)) * 8;
+    T* dst = Ws + (q / 8) * C::NOUT * 64 + swizzle128(row, q % 8);
     cp_async_f32x4(reinterpret_cast<float*>(dst),
                    reinterpret_cast<const float*>(ok ? wgt + static_cast<long long>(row) * s.Kp + q * 8 : wgt), ok);
   }
@@ -97,12 +97,13 @@ conv_shift_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
     }
   };
 
-  float bias_r[2][8];  // the 8 channels of each half this thread stores (its chunk, tid % 4)
+  const int chunk = tid % 4, co0 = chunk * 8;  // the 8 channels of each half this thread stores (NT % 4 == 0)
+  float bias_r[2][8];
 #pragma unroll
   for (int half = 0; half < 2; ++half)
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
-      const int c = half * 32 + (tid % 4) * 8 + e;
+      const int c = half * 32 + co0 + e;
       bias_r[half][e] = bias && c < s.cout ? bias[c] : 0.f;
     }
 
@@ -126,7 +127,7 @@ conv_shift_kernel(const T* __restrict__ x, const T* __restrict__ wgt, const floa
     // While the wgmmas run: where this thread stores (8 channels, its chunk, of ITEMS positions in each 32-channel
     // half) and the residual words there, loaded now so that their latency hides behind the multiply.
     const int img = tile / tiles_per_img, v0 = (tile - img * tiles_per_img) * C::NP;
-    const int g8 = lane / 4, t4 = lane % 4, chunk = tid % 4, co0 = chunk * 8;  // NT % 4 == 0: fixed per thread
+    const int g8 = lane / 4, t4 = lane % 4;
     constexpr int ITEMS = C::NP * 4 / C::NT;
     long long out[ITEMS];
     uint4 res8[2][ITEMS];
@@ -196,12 +197,8 @@ template <class T, int CS, int KH, int KW>
 inline void conv_shift(cudaStream_t st, const T* x, const T* w, const float* b, const T* res, T* y,
                        const NhwcShape& s, int batch, int act, float slope, float*, long long) {
   using C = ShiftTile<CS, KH, KW>;
-  if (!halo_fits<CS, KH, KW>(s)) throw std::runtime_error("conv_shift: layer shape not supported by this kernel");
-  const int smem = C::smem_bytes(s.wo), limit = halo_smem_limit();
-  if (smem > limit)
-    throw std::runtime_error("conv_shift: a layer needs " + std::to_string(smem) + " bytes of shared memory a block, "
-                             "this GPU allows " + std::to_string(limit) + "; regenerate the network with "
-                             "CF_NHWC_HALO=0");
+  const int smem = C::smem_bytes(s.wo);
+  require_halo_launch<CS, KH, KW>("conv_shift", s, smem);
   conv_shift_prepare<T, CS, KH, KW>();
   const auto kernel = conv_shift_kernel<T, CS, KH, KW>;
   int dev = 0, sms = 0;

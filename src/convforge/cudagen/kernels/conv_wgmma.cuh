@@ -170,7 +170,7 @@ __device__ __forceinline__ void wgmma_load_weights(T* As, const T* wg, const T* 
     const int idx = threadIdx.x + i * NT, row = idx / CHUNKS, q = idx % CHUNKS, m = t.m0 + row, k = k0 + q * 8;
     const bool ok = m < t.Mg && k < t.k_end;
     const T* src = ok ? wg + static_cast<long long>(m) * s.Kp + k : wgt;
-    cp_async_f32x4(reinterpret_cast<float*>(As + row * 64 + ((q ^ (row & 7)) * 8)),
+    cp_async_f32x4(reinterpret_cast<float*>(As + swizzle128(row, q)),
                    reinterpret_cast<const float*>(src), ok);
   }
 }
