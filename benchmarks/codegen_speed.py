@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -125,26 +126,20 @@ def bench_model(name: str, args, tmp: Path, run, outs: dict) -> list[dict]:
                              **time_torch(model, x, args.iters)))  # fmt: skip
     sess, why = ort_session(run, tmp / f"onnx-{name}") if args.onnx else (None, "--no-onnx")
     for batch in args.batches if sess else []:
+        import onnxruntime  # ort_session found it
+
         x = np.random.default_rng(0).normal(size=(batch, *in_shape)).astype(np.float32)
-        feed = {sess.get_inputs()[0].name: x}
-        ms = []
-        for i in range(args.iters + 10):
-            t = time.perf_counter()
-            sess.run(None, feed)  # includes host<->device copies: ORT's plain API
-            if i >= 10:
-                ms.append((time.perf_counter() - t) * 1000)
-        rows.append(dict(model=name, impl="onnxruntime cuda (host I/O)", batch=batch, **_wall_stats(ms, batch)))
+        feed = {sess.get_inputs()[0].name: x}  # session.run on numpy: ORT's plain API, with host<->device copies
+        rows.append(dict(model=name, impl="onnxruntime cuda (host I/O)", batch=batch,
+                         **_wall_stats(partial(sess.run, None, feed), args.iters, batch)))  # fmt: skip
         # the input and output on the GPU (IO binding), as the other rows: what the CUDA provider itself takes
         binding = sess.io_binding()
-        binding.bind_ortvalue_input(sess.get_inputs()[0].name, ort_value_on_gpu(x))
+        x_gpu = onnxruntime.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
+        binding.bind_ortvalue_input(sess.get_inputs()[0].name, x_gpu)
         binding.bind_output(sess.get_outputs()[0].name, "cuda")
-        ms = []
-        for i in range(args.iters + 10):
-            t = time.perf_counter()
-            sess.run_with_iobinding(binding)  # returns once the CUDA stream is done
-            if i >= 10:
-                ms.append((time.perf_counter() - t) * 1000)
-        rows.append(dict(model=name, impl="onnxruntime cuda (device I/O)", batch=batch, **_wall_stats(ms, batch)))
+        # run_with_iobinding returns once the CUDA stream is done
+        rows.append(dict(model=name, impl="onnxruntime cuda (device I/O)", batch=batch,
+                         **_wall_stats(partial(sess.run_with_iobinding, binding), args.iters, batch)))  # fmt: skip
     if why:
         print(f"{name}: onnxruntime skipped ({why})", flush=True)
     import torch._inductor.config as inductor_config
@@ -172,16 +167,17 @@ def bench_model(name: str, args, tmp: Path, run, outs: dict) -> list[dict]:
     return rows
 
 
-def _wall_stats(ms: list[float], batch: int) -> dict:
-    ms = sorted(ms)
+def _wall_stats(call, iters: int, batch: int) -> dict:
+    """Host wall time of ``call`` (synchronous) after 10 warm-up calls: median and p99 ms, images/s."""
+    ms = []
+    for i in range(iters + 10):
+        t = time.perf_counter()
+        call()
+        if i >= 10:
+            ms.append((time.perf_counter() - t) * 1000)
+    ms.sort()
     median = ms[len(ms) // 2]
     return dict(median_ms=median, p99_ms=ms[int(len(ms) * 0.99) - 1], images_per_s=batch * 1000 / median)
-
-
-def ort_value_on_gpu(x: np.ndarray):
-    import onnxruntime as ort
-
-    return ort.OrtValue.ortvalue_from_numpy(x, "cuda", 0)
 
 
 def _timing(r: dict) -> dict:
