@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -128,12 +129,26 @@ def test_auto_size_and_channels(tmp_path: Path) -> None:
     assert s.train.images.shape[1:] == (3, 8, 6)
 
 
-def test_thread_pool_path_matches_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("workers", ["processes", "threads", "killed process"])
+def test_pool_paths_match_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str) -> None:
     root = make_classes(tmp_path / "set", {"a": 30, "b": 30})
     (root / "a" / "bad.png").write_bytes(b"junk")
     serial = load_data(cfg(root, cache_dir=str(tmp_path / "c1")), progress=False)
     monkeypatch.setattr(folder_mod, "POOL_MIN_FILES", 5)
     monkeypatch.setattr(folder_mod, "_CHUNK", 7)
+    if workers == "threads":
+        monkeypatch.setattr(folder_mod, "decode_workers", lambda: 0)
+    elif folder_mod.decode_workers() == 0:
+        pytest.skip("no fork here")
+    if workers == "killed process":  # a worker dies on its first range: the rest is decoded in this process
+        parent, job_run = os.getpid(), folder_mod._DecodeJob.run
+
+        def dying(job, start: int, stop: int):
+            if os.getpid() != parent and start == 0:
+                os._exit(1)
+            return job_run(job, start, stop)
+
+        monkeypatch.setattr(folder_mod._DecodeJob, "run", dying)
     pooled = load_data(cfg(root, cache_dir=str(tmp_path / "c2")), progress=False)
     assert torch.equal(serial.train.images, pooled.train.images) and serial.info["skipped"] == pooled.info["skipped"]
     with pytest.raises(DataError, match="bad.png"):

@@ -1,4 +1,4 @@
-"""Folder datasets: discover class folders, decode every image (in parallel for big folders), cache.
+"""Folder datasets: discover class folders, decode every image (in forked processes for big folders), cache.
 
 Default preprocessing when the config leaves it open (recorded in info['preprocessing']):
 - image_size None: the common size when all images share one, else a square of the median shorter side,
@@ -8,8 +8,15 @@ Default preprocessing when the config leaves it open (recorded in info['preproce
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import mmap
+import multiprocessing
 import os
-from concurrent.futures import ThreadPoolExecutor
+import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +154,7 @@ def scan_headers(paths: list[Path], progress: bool = False) -> tuple[list[tuple[
 
 
 def _map(fn: Any, items: list, advance: Any) -> Any:
-    """Map in order, in a thread pool for big lists (Pillow releases the GIL while decoding)."""
+    """Map in order, in a thread pool for big lists (header reads: light; decoding goes to processes, below)."""
     if len(items) <= POOL_MIN_FILES:
         for x in items:
             yield fn(x)
@@ -163,6 +170,82 @@ def _map(fn: Any, items: list, advance: Any) -> Any:
         pool.shutdown(wait=True, cancel_futures=True)  # a strict error stops the queued chunks
 
 
+@dataclasses.dataclass
+class _DecodeJob:
+    paths: list[Path]
+    channels: int
+    size: tuple[int, int]
+    resize: str
+    images: np.ndarray  # N x C x H x W uint8, written in place (shared memory when processes decode)
+
+    def run(self, start: int, stop: int) -> list[tuple[int, str]]:
+        """Decode files start..stop-1 into their rows; (index, reason) of each unreadable one."""
+        bad = []
+        for i in range(start, stop):
+            try:
+                self.images[i] = decode_array(self.paths[i], self.channels, self.size, self.resize)
+            except BadImage as e:
+                bad.append((i, str(e)))
+        return bad
+
+
+_FORKED_JOB: list[_DecodeJob] = []  # a forked decode worker's job, inherited from the parent (not pickled)
+
+
+def _set_forked_job(job: _DecodeJob) -> None:
+    _FORKED_JOB[:] = [job]
+
+
+def _run_forked(start: int, stop: int) -> list[tuple[int, str]]:
+    return _FORKED_JOB[0].run(start, stop)
+
+
+def decode_workers() -> int:
+    """Decode processes for a big folder: the usable cores (at most 16); 0 = decode in threads (no fork here).
+
+    Why processes: Pillow holds the GIL for most of a small image's decode (opening, EXIF, crop, numpy copy):
+    16 threads decoded Imagenette-128 at the speed of one (6,500 files in 2.6 s on a 16-core H200 host, 0.4 ms a
+    file serially), while forked workers scale with the cores. Fork, as PyTorch's DataLoader workers do: the
+    children inherit the job and never touch CUDA; a spawned child would import torch again (~4 s).
+    """
+    if sys.platform != "linux" or "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    cores = len(os.sched_getaffinity(0))
+    return min(16, cores) if cores >= 2 else 0
+
+
+def _decode_ranges(job: _DecodeJob, advance: Any) -> Any:
+    """(index, reason) of the unreadable files, range by range in order, decoding in processes, threads or here."""
+    n = len(job.paths)
+    ranges = [(a, min(a + _CHUNK, n)) for a in range(0, n, _CHUNK)]
+    workers = decode_workers() if n > POOL_MIN_FILES else 0
+    if workers:
+        context = multiprocessing.get_context("fork")
+        pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_set_forked_job, initargs=(job,))
+        run = _run_forked
+    elif n > POOL_MIN_FILES:
+        pool, run = ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 2)), job.run
+    else:
+        pool, run = None, job.run
+    try:
+        with warnings.catch_warnings():  # forking a process that runs threads: safe here (see decode_workers)
+            warnings.filterwarnings("ignore", "This process .* is multi-threaded", DeprecationWarning)
+            results = pool.map(run, *zip(*ranges)) if pool else (run(a, b) for a, b in ranges)
+            done = 0
+            try:
+                for (a, b), bad in zip(ranges, results):
+                    yield from bad
+                    advance(b - a)
+                    done += 1
+            except BrokenProcessPool:  # a worker was killed (out of memory?): the rest here, in this process
+                for a, b in ranges[done:]:
+                    yield from job.run(a, b)
+                    advance(b - a)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)  # a strict error stops the queued ranges
+
+
 def decode_files(
     paths: list[Path], channels: int, size: tuple[int, int], resize: str, strict: bool = False, progress: bool = True
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[Path, str]]]:
@@ -170,23 +253,20 @@ def decode_files(
 
     Rows of unreadable files are left zero and ``ok`` False; with ``strict`` the first one is a DataError.
     """
-    images = np.zeros((len(paths), channels, *size), np.uint8)
-    ok = np.zeros(len(paths), bool)
+    shape = (len(paths), channels, *size)
+    if len(paths) > POOL_MIN_FILES and decode_workers():
+        shared = mmap.mmap(-1, max(1, math.prod(shape)))  # anonymous and shared: forked workers write into it
+        images = np.frombuffer(shared, np.uint8, math.prod(shape)).reshape(shape)
+    else:
+        images = np.zeros(shape, np.uint8)
+    ok = np.ones(len(paths), bool)
     problems: list[tuple[Path, str]] = []
-
-    def one(i: int) -> tuple[int, str | None]:
-        try:
-            images[i] = decode_array(paths[i], channels, size, resize)
-            return i, None
-        except BadImage as e:
-            return i, str(e)
-
+    job = _DecodeJob(paths, channels, size, resize, images)
     with progress_bar(len(paths), "decoding images", progress and len(paths) > 200) as advance:
-        for i, reason in _map(one, list(range(len(paths))), advance):
-            if reason is None:
-                ok[i] = True
-            elif strict:
+        for i, reason in _decode_ranges(job, advance):
+            if strict:
                 raise DataError(f"cannot read image {paths[i]}: {reason}; replace or remove it (or drop --strict)")
-            else:
-                problems.append((paths[i], reason))
+            ok[i] = False
+            images[i] = 0
+            problems.append((paths[i], reason))
     return images, ok, problems
