@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -195,6 +196,19 @@ def _click_errors() -> tuple[type[Exception], ...]:
 
 
 _CLICK_ERRORS = _click_errors()
+
+
+def entry() -> None:
+    """The `convforge` command (and `python -m convforge`): main(), then the process ends at once.
+
+    Why: after a training run the interpreter's teardown (module finalizers, the CUDA context) took ~0.9 s of a
+    14 s folder-fast command on an H200 host, after every file was written and closed. Output is flushed first;
+    main() called from Python (tests, notebooks) returns normally.
+    """
+    main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
 import math
 
 import pytest
@@ -167,13 +169,58 @@ def test_background_checkpoint_is_the_state_when_taken_and_errors_surface(tmp_pa
         writer.close()  # raised where the loop waits for it, not lost in the thread
 
 
-def test_warmup_thread_imports_dynamo_on_cpu_and_pool_kernels_only_for_pooling_models() -> None:
+def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_only_for_pooling_models() -> None:
     import sys
 
     from convforge.engine import warmup
 
-    thread = warmup.start(TrainConfig(model="mlp"), torch.device("cpu"))
+    assert warmup.start(TrainConfig(model="mlp"), torch.device("cpu")) is None  # nothing to warm
+    thread = warmup.start(TrainConfig(model="mlp", compile=True), torch.device("cpu"))
     thread.join(timeout=120)
-    assert not thread.is_alive() and "torch._dynamo" in sys.modules  # what torch.optim's first optimizer imports
+    assert not thread.is_alive() and "torch._dynamo" in sys.modules  # what torch.compile imports first
     assert warmup._uses_maxpool("digits-cnn") and not warmup._uses_maxpool("mlp")
     assert warmup._uses_maxpool("no-such-model")  # cannot tell: warm the kernels anyway
+
+
+def test_training_never_imports_dynamo_and_optimizer_methods_are_restored(tmp_path) -> None:
+    """engine/solvers.py dynamo_import_skipped: a run without --compile (optimizer made, param groups added by a
+    recipe hook, zero_grad every step, checkpoints: state_dict) does not import torch._dynamo, and afterwards
+    torch.optim's wrappers are as torch made them. A fresh process: this one may have imported it already."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys, torch, convforge
+from convforge.engine.dynamo_free import _dynamo_disabled_methods
+assert len(_dynamo_disabled_methods()) >= 3, "torch.optim no longer wraps these: drop dynamo_import_skipped"
+r = convforge.train("digits", model="digits-cnn", epochs=1, device="cpu", out={str(tmp_path / "run")!r},
+                    progress=False, log=lambda s: None)
+assert r.test_accuracy > 0.3, r.test_accuracy
+assert "torch._dynamo" not in sys.modules
+assert all(not hasattr(fn, "__dynamo_disable") for fn in _dynamo_disabled_methods())
+torch.optim.SGD(torch.nn.Linear(2, 2).parameters(), lr=0.1).zero_grad()
+assert "torch._dynamo" in sys.modules  # torch's own behaviour outside a run
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("solver", ["sgd", "sgdm", "nesterov", "adam", "adamw", "rmsprop"])
+def test_solvers_step_exactly_as_torch_optim(solver: str) -> None:
+    """engine/dynamo_free.py StepWithoutDynamo: the same updates as the torch.optim class it derives from."""
+    from convforge.engine.solvers import make_optimizer
+
+    torch.manual_seed(0)
+    ours_model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 3))
+    torch_model = copy.deepcopy(ours_model)
+    ours = make_optimizer(solver, ours_model.parameters(), 0.05, weight_decay=1e-3)
+    torch_class = next(c for c in type(ours).__mro__ if c.__module__.startswith("torch.optim."))
+    accepted = inspect.signature(torch_class).parameters
+    theirs = torch_class(torch_model.parameters(), **{k: v for k, v in ours.defaults.items() if k in accepted})
+    for _ in range(3):
+        x = torch.randn(8, 6)
+        for model, opt in ((ours_model, ours), (torch_model, theirs)):
+            opt.zero_grad()
+            model(x).square().mean().backward()
+            opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(ours_model.parameters(), torch_model.parameters()))

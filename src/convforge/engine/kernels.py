@@ -20,6 +20,7 @@ import math
 import torch
 
 from ..models._kernels import available, cdiv
+from .dynamo_free import StepWithoutDynamo
 
 BIG = 16384  # elements from which a tensor goes to the Triton kernel (a fused chunk then takes >= 8 iterations)
 BLOCK = 1024
@@ -142,9 +143,9 @@ def _plain(p: torch.Tensor) -> bool:
     return p.is_cuda and p.dtype == torch.float32 and dense and not g.is_sparse and g.stride() == p.stride()
 
 
-class Adam(_BigTensorsInTriton, torch.optim.Adam):
+class Adam(_BigTensorsInTriton, StepWithoutDynamo, torch.optim.Adam):
     """torch.optim.Adam; with fused=True on CUDA, tensors of >= BIG elements are updated by a Triton kernel."""
 
 
-class AdamW(_BigTensorsInTriton, torch.optim.AdamW):
+class AdamW(_BigTensorsInTriton, StepWithoutDynamo, torch.optim.AdamW):
     """torch.optim.AdamW; with fused=True on CUDA, tensors of >= BIG elements are updated by a Triton kernel."""

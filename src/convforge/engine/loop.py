@@ -28,6 +28,7 @@ from . import distributed, warmup
 from .augment import AlternateFlip, Augment, augment_batch
 from .checkpoint import BackgroundWriter, TrainState, checkpoint_job, load_checkpoint
 from .config import TrainConfig
+from .dynamo_free import dynamo_import_skipped
 from .fast import fast_path, prepare_model, use_graphs
 from .lookahead import Lookahead
 from .progress import EpochProgress
@@ -58,18 +59,20 @@ def seed_everything(seed: int, deterministic: bool) -> None:
 
 
 def channel_stats(images: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std on the 0..1 scale, in chunks to bound memory."""
+    """Per-channel mean and std on the 0..1 scale, from exact integer sums, in chunks of ~8 M values (bounded
+    memory), on the images' device (on the GPU: 5,000 Imagenette images took 0.8 s in float64 on the CPU)."""
     c = images.shape[1]
-    total = torch.zeros(c, dtype=torch.float64)
-    total_sq = torch.zeros(c, dtype=torch.float64)
-    for chunk in images.split(4096):
-        x = chunk.to(torch.float64).div_(255).transpose(0, 1).reshape(c, -1)
-        total += x.sum(1)
-        total_sq += (x * x).sum(1)
-    count = images.numel() / c
-    mean = total / count
-    std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt().clamp_min(1e-3)
-    return [round(v, 6) for v in mean.tolist()], [round(v, 6) for v in std.tolist()]
+    total = torch.zeros(c, dtype=torch.int64, device=images.device)
+    total_sq = torch.zeros_like(total)
+    for chunk in images.split(max(1, (1 << 23) // max(1, images[0].numel()))):
+        x = chunk.to(torch.int32)
+        total += x.sum((0, 2, 3), dtype=torch.int64)
+        total_sq += x.square_().sum((0, 2, 3), dtype=torch.int64)
+    count = images.numel() // c
+    mean = total.double().cpu() / count
+    var = total_sq.double().cpu() / count - mean**2
+    std = (var.clamp_min(1e-12).sqrt() / 255).clamp_min(1e-3)
+    return [round(v, 6) for v in (mean / 255).tolist()], [round(v, 6) for v in std.tolist()]
 
 
 def macs_per_image(layers: list[dict[str, Any]]) -> int:
@@ -124,14 +127,14 @@ class Trainer:
         set_cpu_threads(cfg.threads, macs_per_step, self.device)
         self.precision = resolve_precision(cfg.precision, self.device)
         self.frozen = apply_init(self.model, cfg, log) if cfg.init else []
-        if cfg.rescale == "unit":
-            self.mean, self.std = [0.0] * in_shape[0], [1.0] * in_shape[0]
-        else:
-            self.mean, self.std = channel_stats(train.images)
-        self.offset, self.scale = scale_factors(self.mean, self.std, self.device)
         self.stream = open_stream(cfg, splits, self.device, cfg_to_data(cfg), log)  # None: the set lives on the device
         layout = torch.channels_last if self.device.type == "cuda" else torch.preserve_format  # gathers: no copy
         self.x_train = train.images if self.stream is not None else train.images.to(self.device, memory_format=layout)
+        if cfg.rescale == "unit":
+            self.mean, self.std = [0.0] * in_shape[0], [1.0] * in_shape[0]
+        else:
+            self.mean, self.std = channel_stats(self.x_train)
+        self.offset, self.scale = scale_factors(self.mean, self.std, self.device)
         self.y_train = train.labels.to(self.device)
         self.steps_per_epoch = -(-len(self.y_train) // cfg.batch_size)
         prepare_model(self)  # a recipe's changes to the bare model (engine/fast/)
@@ -374,9 +377,22 @@ def train(
         cfg = merge(cfg, **overrides)
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.source, cfg.model)
         cfg = merge(cfg, out=str(run_dir))
-    t_start = time.perf_counter()
     if distributed.should_launch(cfg):  # --gpus/--procs N: N processes run this function (engine/distributed.py)
         return distributed.launch(cfg, resume=resume, progress=progress, log=log)
+    with dynamo_import_skipped(active=not cfg.compile):
+        return _train_here(cfg, run_dir, resume, progress, log, on_epoch)
+
+
+def _train_here(
+    cfg: TrainConfig,
+    run_dir: Path,
+    resume: str | Path | None,
+    progress: bool | None,
+    log: Callable[[str], None],
+    on_epoch: Callable[[dict[str, Any]], None] | None,
+) -> TrainResult:
+    """train() in this process: data and GPU warm-up side by side, then the Trainer, the epochs and the test."""
+    t_start = time.perf_counter()
     distributed.init_from_env(cfg)  # started by torchrun or the launch above: join the process group
     seed_everything(cfg.seed, cfg.deterministic)
     device = resolve_device(cfg.device)  # fail before loading data
@@ -387,7 +403,7 @@ def train(
     _report_skipped(splits, log)
     if warming is not None:
         warming.join()
-        phases.done("warmup_wait")
+    phases.done("warmup_wait")
     trainer = Trainer(distributed.trainer_config(cfg), Run(run_dir), splits, log)
     state = _attach_run(trainer, cfg, splits, run_dir, resume)
     phases.done("setup")

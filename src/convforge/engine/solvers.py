@@ -8,6 +8,16 @@ import torch
 
 from .._registry import Registry
 from . import kernels
+from .dynamo_free import StepWithoutDynamo
+
+
+class SGD(StepWithoutDynamo, torch.optim.SGD):
+    """torch.optim.SGD, stepping without the torch._dynamo import."""
+
+
+class RMSprop(StepWithoutDynamo, torch.optim.RMSprop):
+    """torch.optim.RMSprop, stepping without the torch._dynamo import."""
+
 
 SOLVERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("solver")
 DEFAULT_LR = {"sgd": 0.01, "sgdm": 0.01, "nesterov": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
@@ -30,21 +40,19 @@ def _capturable(opt: torch.optim.Optimizer, capturable: bool) -> torch.optim.Opt
 
 @SOLVERS.register("sgd")
 def sgd(params, lr, momentum, weight_decay, fused=False):
-    return torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+    return SGD(params, lr=lr, momentum=0.0, weight_decay=weight_decay, **_fused_kwargs(params, fused))
 
 
 @SOLVERS.register("sgdm")
 def sgdm(params, lr, momentum, weight_decay, fused=False):
     m = 0.9 if momentum is None else momentum
-    return torch.optim.SGD(params, lr=lr, momentum=m, weight_decay=weight_decay, **_fused_kwargs(params, fused))
+    return SGD(params, lr=lr, momentum=m, weight_decay=weight_decay, **_fused_kwargs(params, fused))
 
 
 @SOLVERS.register("nesterov")
 def nesterov(params, lr, momentum, weight_decay, fused=False):
     m = 0.9 if momentum is None else momentum
-    return torch.optim.SGD(
-        params, lr=lr, momentum=m, nesterov=True, weight_decay=weight_decay, **_fused_kwargs(params, fused)
-    )
+    return SGD(params, lr=lr, momentum=m, nesterov=True, weight_decay=weight_decay, **_fused_kwargs(params, fused))
 
 
 @SOLVERS.register("adam")
@@ -63,7 +71,7 @@ def adamw(params, lr, momentum, weight_decay, fused=False):
 def rmsprop(params, lr, momentum, weight_decay, fused=False):
     # alpha 0.9 as Keras' RMSprop (rho=0.9); PyTorch's own default is 0.99
     m = 0.0 if momentum is None else momentum
-    return torch.optim.RMSprop(params, lr=lr, alpha=0.9, momentum=m, weight_decay=weight_decay)
+    return RMSprop(params, lr=lr, alpha=0.9, momentum=m, weight_decay=weight_decay)
 
 
 def make_optimizer(

@@ -9,9 +9,8 @@ joins it before building the Trainer; any failure here is ignored, since the tra
 same problem itself. No cuBLAS call here: each thread gets its own cuBLAS workspace (32 MiB on Hopper), which the
 runs then carried in their peaks (MNIST digits-cnn same recipe 223 MiB, 191 MiB without it: H200,
 train_speed_*_triton_adam.md vs *_warmup_no_cublas.md).
-On every device it also imports torch._dynamo, which torch.optim's first optimizer imports (1.5-5 s: 4.8 s of the
-digits Quickstart's 7.3 s on a 2-core CPU), so that the import overlaps the decoding threads instead of following
-them.
+A run with --compile also imports torch._dynamo here (1.5-5 s), so that the import overlaps the decoding threads
+instead of following them; other runs never import it (engine/solvers.py: dynamo_import_skipped).
 """
 
 from __future__ import annotations
@@ -26,13 +25,16 @@ from ..inference import resolve_precision
 from ..models import MODELS, _kernels
 
 
-def start(cfg, device: torch.device) -> threading.Thread:
-    """A started daemon thread warming `device` for `cfg`'s model (on a CPU: only the import)."""
+def start(cfg, device: torch.device) -> threading.Thread | None:
+    """A started daemon thread warming `device` for `cfg`'s model (on a CPU: a --compile run's import), or None."""
     if device.type != "cuda":
+        if not cfg.compile:
+            return None
         thread = threading.Thread(target=_import_dynamo, daemon=True)
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
-        thread = threading.Thread(target=_warm, args=(device, dtype, _uses_maxpool(str(cfg.model))), daemon=True)
+        args = (device, dtype, _uses_maxpool(str(cfg.model)), bool(cfg.compile))
+        thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
 
@@ -53,7 +55,7 @@ def _uses_maxpool(model: str) -> bool:
     return '"maxpool"' in json.dumps(spec)
 
 
-def _warm(device: torch.device, dtype: torch.dtype, pool: bool) -> None:
+def _warm(device: torch.device, dtype: torch.dtype, pool: bool, dynamo: bool) -> None:
     try:
         with torch.cuda.device(device):
             x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
@@ -64,4 +66,5 @@ def _warm(device: torch.device, dtype: torch.dtype, pool: bool) -> None:
             torch.cuda.synchronize(device)
     except Exception:  # noqa: S110  (see the module docstring)
         pass
-    _import_dynamo()  # last: by then the archive is extracted (Python, holding the GIL) and the decoding runs
+    if dynamo:
+        _import_dynamo()  # last: by then the archive is extracted (Python, holding the GIL) and the decoding runs
