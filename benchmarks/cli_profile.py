@@ -3,7 +3,6 @@ cache write, each step of the GPU warm-up thread, the train phases (cProfile of 
 
 Run on the GPU machine (T0: the shell's clock just before python starts, so the interpreter start counts):
   T0=$(date +%s.%N) PYTHONPATH=src python3 benchmarks/cli_profile.py train IMAGENETTE.tar.gz --recipe fast
-The warm-up steps mirror engine/warmup.py's _warm, split so that each is timed.
 Logs: benchmarks/results/folder_cli_profile_*.log.
 """
 
@@ -23,7 +22,8 @@ log("python up")
 import atexit  # noqa: E402
 
 atexit.register(lambda: log("atexit last handler"))
-import torch  # noqa: E402
+
+import torch  # noqa: E402, F401
 
 log("torch imported")
 import convforge.cli as cli  # noqa: E402
@@ -31,7 +31,6 @@ import convforge.cli as cli  # noqa: E402
 log("convforge.cli imported")
 from convforge.data import cache, folder, load  # noqa: E402
 from convforge.engine import loop, warmup  # noqa: E402
-from convforge.models import _kernels  # noqa: E402
 
 
 def wrap(mod, name):
@@ -74,33 +73,14 @@ for mod, name in [
     (loop, "Trainer"),
     (loop, "_run_epochs"),
     (loop, "_finish"),
+    (warmup, "_warm"),
+    (warmup, "_start_cudnn"),
+    (warmup, "_compile"),
+    (warmup, "_import_dynamo"),
 ]:
     wrap(mod, name)
 
 
-def warm(device, dtype, pool, dynamo=False):
-    import torch.nn.functional as F
-
-    log("warm: start")
-    with torch.cuda.device(device):
-        torch.cuda.init()
-        torch.zeros(1, device=device)
-        log("warm: cuda context")
-        x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
-        w = torch.zeros(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
-        F.conv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1).sum().backward()
-        torch.cuda.synchronize(device)
-        log("warm: cudnn conv fwd+bwd")
-        if pool and _kernels.available():
-            log("warm: triton import done")
-            _kernels.compile_pool(dtype)
-            log("warm: triton pool compiled")
-    if dynamo:
-        warmup._import_dynamo()
-        log("warm: dynamo imported")
-
-
-warmup._warm = warm
 orig_done = loop.Phases.done
 
 

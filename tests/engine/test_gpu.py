@@ -35,23 +35,34 @@ def test_predict_on_cuda_equals_cpu(cuda_run):
     assert convforge.evaluate(cuda_run.run.path)["accuracy"] == pytest.approx(cuda_run.test_accuracy, abs=0.02)
 
 
-def test_warmup_thread_compiles_the_pool_kernels_a_later_launch_uses():
+def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():
     """engine/warmup.py: the background thread finishes without error; afterwards the pool launches on real maps
-    reuse the kernels it compiled (one binary per kernel and dtype, sizes unspecialized)."""
+    and a captured Adam update of an MLP-sized weight reuse the kernels it compiled (sizes unspecialized)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
-    from convforge.engine import TrainConfig, warmup
+    from convforge.engine import TrainConfig, kernels, warmup
     from convforge.models import _kernels
 
-    thread = warmup.start(TrainConfig(model="digits-cnn", precision="bf16"), torch.device("cuda"))
+    thread = warmup.start(TrainConfig(model="digits-cnn", precision="bf16", solver="adam"), torch.device("cuda"))
     thread.join(timeout=120)
     assert not thread.is_alive()
-    forward = _kernels._kernels()[0]
-    before = sum(len(cache[0]) for cache in forward.device_caches.values())
+
+    def compiled() -> int:
+        jits = [_kernels._kernels()[0], kernels._adam_kernel()]
+        return sum(len(cache[0]) for jit in jits for cache in jit.device_caches.values())
+
+    before = compiled()
+    assert before >= 3  # pool forward, Adam with a float lr and with a device lr
     for shape in [(4, 16, 9, 9), (8, 64, 30, 30)]:
         x = torch.randn(shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
         assert torch.equal(_kernels.WindowMax.apply(x, 2, 2), torch.nn.functional.max_pool2d(x, 2))
-    assert sum(len(cache[0]) for cache in forward.device_caches.values()) == before
+    param, grad, m, v = (torch.rand(784 * 128, device="cuda") for _ in range(4))
+    step, lr = torch.ones((), device="cuda"), torch.full((), 1e-3, device="cuda")
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):  # nothing may compile inside a capture: it must all be there already
+        kernels.adam_update(param, grad, m, v, step, lr, (0.9, 0.999), 1e-8, 0.0, False)
+    graph.replay()
+    assert compiled() == before
 
 
 @pytest.mark.parametrize("cls_name", ["Adam", "AdamW"])

@@ -80,6 +80,15 @@ def adam_update(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, 
 _COMPILED: set[tuple] = set()
 
 
+def compile_adam(device: torch.device, decoupled: bool) -> None:
+    """Compile (or load from Triton's disk cache) the update kernels a fused Adam (AdamW: `decoupled`) run on
+    `device` launches, by one update of a dummy tensor (engine/warmup.py calls this while the data loads: the first
+    MLP run in a process paid ~0.75 s for it inside its first step)."""
+    param, grad, exp_avg, exp_avg_sq = (torch.zeros(BLOCK, device=device) for _ in range(4))
+    step = torch.ones((), device=device)
+    adam_update(param, grad, exp_avg, exp_avg_sq, step, 1e-3, (0.9, 0.999), 1e-8, 0.0, decoupled)
+
+
 def _compile_both_lr_kinds(kernel, args: tuple, options: dict) -> None:
     """Compile the float-lr and the tensor-lr kernels at the first eager step: a CUDA graph captures later steps with
     the lr read from a device table (engine/fast/graph.py), and nothing may be compiled and loaded during a capture."""

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..inference import resolve_precision
 from ..models import MODELS, _kernels
+from . import kernels
 
 
 def start(cfg, device: torch.device) -> threading.Thread | None:
@@ -33,7 +34,8 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         thread = threading.Thread(target=_import_dynamo, daemon=True)
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
-        args = (device, dtype, _uses_maxpool(str(cfg.model)), bool(cfg.compile))
+        adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
+        args = (device, dtype, _uses_maxpool(str(cfg.model)), adam, bool(cfg.compile))
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -55,16 +57,38 @@ def _uses_maxpool(model: str) -> bool:
     return '"maxpool"' in json.dumps(spec)
 
 
-def _warm(device: torch.device, dtype: torch.dtype, pool: bool, dynamo: bool) -> None:
-    try:
-        with torch.cuda.device(device):
-            x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
-            w = torch.zeros(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
-            F.conv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1).sum().backward()  # cuDNN
-            if pool and _kernels.available():
-                _kernels.compile_pool(dtype)
-            torch.cuda.synchronize(device)
-    except Exception:  # noqa: S110  (see the module docstring)
-        pass
+def _warm(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, dynamo: bool) -> None:
+    """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
+    launch: the max pool's, Adam's big-tensor update (`adam`: None for other solvers, else AdamW's decoupled decay)."""
+    compiling = None
+    if (pool or adam is not None) and _kernels.available():
+        compiling = threading.Thread(target=_quietly, args=(_compile, device, dtype, pool, adam), daemon=True)
+        compiling.start()
+    _quietly(_start_cudnn, device, dtype)
+    if compiling is not None:
+        compiling.join()
     if dynamo:
         _import_dynamo()  # last: by then the archive is extracted (Python, holding the GIL) and the decoding runs
+
+
+def _quietly(step, *args) -> None:
+    try:
+        step(*args)
+    except Exception:  # noqa: S110  (see the module docstring)
+        pass
+
+
+def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
+    with torch.cuda.device(device):
+        x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
+        w = torch.zeros(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
+        F.conv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1).sum().backward()
+        torch.cuda.synchronize(device)
+
+
+def _compile(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None) -> None:
+    with torch.cuda.device(device):
+        if pool:
+            _kernels.compile_pool(dtype)
+        if adam is not None:
+            kernels.compile_adam(device, decoupled=adam)
