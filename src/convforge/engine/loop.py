@@ -200,7 +200,13 @@ class Trainer:
         return augment_batch(images, self.augment, self.gen, unit=self.scale * 255 if unit is None else unit, flip=flip)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step: the reference that fast paths (graphs, compile, DDP) wrap. Returns device tensors."""
+        """One optimizer step: the reference that fast paths (graphs, compile, DDP) wrap. Returns device tensors:
+        the loss and the number of right predictions."""
+        loss, logits = self.update(images, labels)
+        return loss, (self.predictions(logits) == labels).sum()
+
+    def update(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """step() without counting the hits: returns the loss and the (detached) logits."""
         with autocast(self.device, self.precision):
             logits = self.model(images)
         loss = self.loss_fn(logits, labels)
@@ -209,7 +215,7 @@ class Trainer:
         self.optimizer.step()
         for hook in self.after_step:
             hook()
-        return loss.detach(), (self.predictions(logits.detach()) == labels).sum()
+        return loss.detach(), logits.detach()
 
     def eager_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.step(*self.batch(idx))
