@@ -43,7 +43,8 @@ def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():
     from convforge.engine import TrainConfig, kernels, warmup
     from convforge.models import _kernels
 
-    thread = warmup.start(TrainConfig(model="digits-cnn", precision="bf16", solver="adam"), torch.device("cuda"))
+    config = TrainConfig(model="cifar10-fast", precision="bf16", solver="adam")
+    thread = warmup.start(config, torch.device("cuda"))
     thread.join(timeout=120)
     assert not thread.is_alive()
 
@@ -102,3 +103,23 @@ def test_triton_adam_for_big_tensors_equals_torch_fused_adam_captured(cls_name):
             graph.replay()
     for a, b in zip(mine, ref):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_pools_over_few_channels_keep_pytorchs_kernels(monkeypatch):
+    """models/_kernels.py MIN_CHANNELS: 8- and 16-channel maps (digits-cnn) were slower in the Triton kernel."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from convforge.models import _kernels
+    from convforge.models._modules import WindowMaxPool
+
+    def triton_pool(*args):
+        raise AssertionError("the Triton pool ran")
+
+    monkeypatch.setattr(_kernels.WindowMax, "apply", triton_pool)
+    pool = WindowMaxPool(2)
+    cl = torch.channels_last
+    small = torch.randn(4, _kernels.MIN_CHANNELS // 2, 8, 8, device="cuda").contiguous(memory_format=cl)
+    assert torch.equal(pool(small), torch.nn.functional.max_pool2d(small, 2))
+    wide = torch.randn(4, _kernels.MIN_CHANNELS, 8, 8, device="cuda").contiguous(memory_format=cl)
+    with pytest.raises(AssertionError, match="Triton pool ran"):
+        pool(wide)

@@ -15,14 +15,13 @@ instead of following them; other runs never import it (engine/solvers.py: dynamo
 
 from __future__ import annotations
 
-import json
 import threading
 
 import torch
 import torch.nn.functional as F
 
 from ..inference import resolve_precision
-from ..models import MODELS, _kernels
+from ..models import _kernels, resolve_spec
 from . import kernels
 
 
@@ -49,12 +48,23 @@ def _import_dynamo() -> None:
 
 
 def _uses_maxpool(model: str) -> bool:
-    """Whether the zoo model's spec (for a 3 x 32 x 32 input) has a max pool; True when it cannot be told."""
+    """Whether the zoo model (for a 3 x 32 x 32 input) has a max pool that runs the Triton kernels (one over maps of
+    >= _kernels.MIN_CHANNELS channels); True when it cannot be told."""
     try:
-        spec = MODELS.get(model)((3, 32, 32), 10)
+        layers = resolve_spec(model, in_shape=(3, 32, 32), num_classes=10).to_dict()["layers"]
     except Exception:  # a spec file, or a zoo entry that wants another input size: warm the kernels anyway
         return True
-    return '"maxpool"' in json.dumps(spec)
+    return any(channels >= _kernels.MIN_CHANNELS for channels in _pool_channels(layers))
+
+
+def _pool_channels(node) -> list[int]:
+    """The channel count of every max pool in a resolved spec's layer tree (residual blocks nest layers)."""
+    if isinstance(node, list):
+        return [c for item in node for c in _pool_channels(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [node["out_shape"][0]] if node.get("type") == "maxpool" and node.get("out_shape") else []
+    return found + [c for value in node.values() for c in _pool_channels(value)]
 
 
 def _warm(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, dynamo: bool) -> None:

@@ -16,6 +16,10 @@ import functools
 import torch
 
 BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 elements, 4 warps
+# Fewer channels than one channel block leave most lanes idle: digits-cnn's 8- and 16-channel pools (batch 128, 28 and
+# 14 px) took 24.6 us forward + 24.2 us backward a step here against PyTorch's 13.3 + 16.5 us (H200,
+# benchmarks/results/step_profile_chunk_hits_*.md vs step_profile_*.md): such maps keep PyTorch's kernels.
+MIN_CHANNELS = BLOCK_C
 
 
 @functools.cache
