@@ -106,7 +106,7 @@ def test_triton_adam_for_big_tensors_equals_torch_fused_adam_captured(cls_name):
 
 
 def test_pools_over_few_channels_keep_pytorchs_kernels(monkeypatch):
-    """models/_kernels.py MIN_CHANNELS: 8- and 16-channel maps (digits-cnn) were slower in the Triton kernel."""
+    """models/_kernels.py suits(): 8- and 16-channel maps (digits-cnn) were slower in the Triton kernel."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
     from convforge.models import _kernels
@@ -117,9 +117,10 @@ def test_pools_over_few_channels_keep_pytorchs_kernels(monkeypatch):
 
     monkeypatch.setattr(_kernels.WindowMax, "apply", triton_pool)
     pool = WindowMaxPool(2)
-    cl = torch.channels_last
-    small = torch.randn(4, _kernels.MIN_CHANNELS // 2, 8, 8, device="cuda").contiguous(memory_format=cl)
-    assert torch.equal(pool(small), torch.nn.functional.max_pool2d(small, 2))
-    wide = torch.randn(4, _kernels.MIN_CHANNELS, 8, 8, device="cuda").contiguous(memory_format=cl)
+    c = _kernels.MIN_CHANNELS
+    for shape in [(4, c // 2, 16, 16), (4, c // 8, 28, 28)]:
+        x = torch.randn(shape, device="cuda").contiguous(memory_format=torch.channels_last)
+        assert torch.equal(pool(x), torch.nn.functional.max_pool2d(x, 2))
+    wide = torch.randn(4, c, 7, 7, device="cuda").contiguous(memory_format=torch.channels_last)
     with pytest.raises(AssertionError, match="Triton pool ran"):
         pool(wide)

@@ -20,6 +20,14 @@ BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 eleme
 # 14 px) took 24.6 us forward + 24.2 us backward a step here against PyTorch's 13.3 + 16.5 us (H200,
 # benchmarks/results/step_profile_chunk_hits_*.md vs step_profile_*.md): such maps keep PyTorch's kernels.
 MIN_CHANNELS = BLOCK_C
+# Not small maps, though the microbenchmark says so (1024 x 256 x 7 x 7: 0.30 ms forward + backward against PyTorch's
+# 0.15, maxpool_speed_*_pool_vector.md): with cifar10-fast's 7 x 7 pool left to PyTorch, its 8 epochs took 1.16 s
+# instead of 1.13 s (3 seeds each, one H200, cifar_sweep_*_pool_suits.md vs *_pool_vector.md).
+
+
+def suits(x: torch.Tensor) -> bool:
+    """Whether a channels_last CUDA map is one the Triton kernels are faster on (enough channels)."""
+    return x.shape[1] >= MIN_CHANNELS
 
 
 @functools.cache
@@ -43,11 +51,12 @@ def _kernels():
 def compile_pool(dtype: torch.dtype, kh: int = 2, kw: int = 2) -> None:
     """Compile (or load from Triton's disk cache) the pool kernels for `dtype` maps without running them.
 
-    Triton specializes on dtypes, pointer alignment and the constexprs only (sizes are not specialized), so these
-    are the kernels a later launch on real maps picks up (engine/warmup.py calls this while data loads).
+    Triton specializes on dtypes, pointer alignment, the constexprs and whether the channel count is a multiple of 16
+    (the other sizes are not specialized), so these are the kernels a later launch on real maps of 64, 128, 256...
+    channels picks up (engine/warmup.py calls this while data loads); other channel counts compile at first use.
     """
     forward, backward = _kernels()
-    sizes = (1, 1, 1, kh, kw, 1)
+    sizes = (1, 1, 1, kh, kw, MIN_CHANNELS)  # a channel count divisible by 16, like the maps the kernels take
     options = dict(KH=kh, KW=kw, BP=BLOCK_P, BC=BLOCK_C, num_warps=4, grid=(1, 1))
     forward.warmup(dtype, dtype, torch.int8, *sizes, **options)
     backward.warmup(dtype, torch.int8, dtype, *sizes, **options)
