@@ -1,6 +1,6 @@
-"""cifar10_fast: 88.11% +- 0.12% (3 runs, 10,000 JPEG training images held out), 1.18 s training, H200, torch 2.11.
-
-benchmarks/results/train_speed_NVIDIA-H200_2026-11-22_compile.md (3 seeds: 1.26 / 1.14 / 1.14 s); the ablations
+"""cifar10_fast: 88.11% +- 0.12% (3 runs, 10,000 JPEG training images held out), 1.13 s training, H200, torch 2.11
+(cifar_sweep_*_pool_vector.md, after the pool kernel's vector loads; before: 1.18 s,
+benchmarks/results/train_speed_NVIDIA-H200_2026-11-22_compile.md, 3 seeds: 1.26 / 1.14 / 1.14 s); the ablations
 (cifar_sweep_*_triton_pool.md, 2 seeds): 10 epochs 88.9% in 1.43 s, 12 epochs 89.4% in 1.71 s; earlier sweeps
 (cifar_sweep_*_speed.md, round1): without lookahead 86.0%, onecycle instead of triangle 87.5%, ReLU 87.4%, trained BN
 scale 84.4%, no 64x shift lr 86.8%, default init 86.6%, global avg pool 86.4%, fp32 88.1% (no gain over bf16).

@@ -1,9 +1,10 @@
 """folder_fast: Imagenette-128 85.8% mean of 3 runs (1,500 held out), 40 epochs, H200, torch 2.11.
 Wall time incl. decoding (each run decodes afresh; train_speed_*_folder_warmup.md): 16.3 s for the first run on a
 fresh machine (CUDA/cuDNN start-up and the Triton kernels' compilation overlap the decoding: engine/warmup.py; 19.9 s
-without that), then 11.6 and 12.6 s; training loop 4.1 s (4.9 s first run). As a command on a fresh machine
-(`time convforge train IMAGENETTE.tar.gz --recipe fast`, benchmarks/results/folder_cli_*.log): 20.4 s, of which 14.8 s
-inside the process (data 4.4, GPU warm-up wait 3.8, setup 0.7, epochs 5.4); the rest is Python and the torch import.
+without that), then 11.6 and 12.6 s; training loop 4.1 s (4.9 s first run).
+As a command on a fresh H200 (`time convforge train IMAGENETTE.tar.gz --recipe fast`, folder_cli_final_*.log): 12.3 s,
+of which 8.0 s inside the process (data 2.1, GPU warm-up wait 0.3, setup 0.2, epochs 5.3); 20.4 s before decoding moved
+to processes and training stopped importing torch._dynamo. Training loop 3.7 s after the pool kernel's vector loads.
 Measured per epoch count (benchmarks/results/folder_fast_epochs_NVIDIA-H200_2026-11-22.log): 30 epochs 84.5% (3 runs,
 11.4 s wall, previous session), 40 epochs 86.1 / 86.1 / 85.3%, 50 epochs 87.1 / 85.5% (13.3 / 14.1 s wall).
 
