@@ -214,11 +214,11 @@ def decode_workers() -> int:
     return min(16, cores) if cores >= 2 else 0
 
 
-def _decode_ranges(job: _DecodeJob, advance: Any) -> Any:
-    """(index, reason) of the unreadable files, range by range in order, decoding in processes, threads or here."""
+def _decode_ranges(job: _DecodeJob, workers: int, advance: Any) -> Any:
+    """(index, reason) of the unreadable files, range by range in order: in `workers` forked processes, else in
+    threads (big lists) or here."""
     n = len(job.paths)
     ranges = [(a, min(a + _CHUNK, n)) for a in range(0, n, _CHUNK)]
-    workers = decode_workers() if n > POOL_MIN_FILES else 0
     if workers:
         context = multiprocessing.get_context("fork")
         pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_set_forked_job, initargs=(job,))
@@ -254,7 +254,8 @@ def decode_files(
     Rows of unreadable files are left zero and ``ok`` False; with ``strict`` the first one is a DataError.
     """
     shape = (len(paths), channels, *size)
-    if len(paths) > POOL_MIN_FILES and decode_workers():
+    workers = decode_workers() if len(paths) > POOL_MIN_FILES else 0
+    if workers:
         shared = mmap.mmap(-1, max(1, math.prod(shape)))  # anonymous and shared: forked workers write into it
         images = np.frombuffer(shared, np.uint8, math.prod(shape)).reshape(shape)
     else:
@@ -263,10 +264,9 @@ def decode_files(
     problems: list[tuple[Path, str]] = []
     job = _DecodeJob(paths, channels, size, resize, images)
     with progress_bar(len(paths), "decoding images", progress and len(paths) > 200) as advance:
-        for i, reason in _decode_ranges(job, advance):
+        for i, reason in _decode_ranges(job, workers, advance):
             if strict:
                 raise DataError(f"cannot read image {paths[i]}: {reason}; replace or remove it (or drop --strict)")
-            ok[i] = False
-            images[i] = 0
+            ok[i] = False  # its row was never written: zero
             problems.append((paths[i], reason))
     return images, ok, problems

@@ -10,7 +10,7 @@ same problem itself. No cuBLAS call here: each thread gets its own cuBLAS worksp
 runs then carried in their peaks (MNIST digits-cnn same recipe 223 MiB, 191 MiB without it: H200,
 train_speed_*_triton_adam.md vs *_warmup_no_cublas.md).
 A run with --compile also imports torch._dynamo here (1.5-5 s), so that the import overlaps the decoding threads
-instead of following them; other runs never import it (engine/solvers.py: dynamo_import_skipped).
+instead of following them; other runs never import it (engine/dynamo_free.py).
 """
 
 from __future__ import annotations
