@@ -12,15 +12,16 @@ triton = pytest.importorskip("triton")
 
 @pytest.fixture
 def interpreted(monkeypatch):
-    """The kernels rebuilt under TRITON_INTERPRET=1 (read when @triton.jit runs), rebuilt again afterwards so that
-    GPU tests later in the same process get compiled ones."""
+    """The kernels rebuilt under TRITON_INTERPRET=1 (read when @triton.jit runs), rebuilt again afterwards under the
+    process's own setting: compiled for GPU tests later in the same process, interpreted where conftest.py chose the
+    interpreter (deleting the variable there left compiled kernels that later interpreter tests could not run)."""
     from convforge.models import _kernels, _pool_triton
 
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     importlib.reload(_pool_triton)
     _kernels._kernels.cache_clear()
     yield _kernels
-    monkeypatch.delenv("TRITON_INTERPRET")
+    monkeypatch.undo()
     importlib.reload(_pool_triton)
     _kernels._kernels.cache_clear()
 
