@@ -15,6 +15,7 @@ instead of following them; other runs never import it (engine/dynamo_free.py).
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 import torch
@@ -41,20 +42,17 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
 
 
 def _import_dynamo() -> None:
-    try:
-        import torch._dynamo  # noqa: F401
-    except Exception:  # noqa: S110  (see the module docstring)
-        pass
+    _quietly(importlib.import_module, "torch._dynamo")
 
 
 def _uses_maxpool(model: str) -> bool:
-    """Whether the zoo model (for a 3 x 32 x 32 input) has a max pool that runs the Triton kernels (one over maps of
-    >= _kernels.MIN_CHANNELS channels); True when it cannot be told."""
+    """Whether the zoo model (for a 3 x 32 x 32 input) has a max pool that runs the Triton kernels (_kernels.suits
+    its channel count); True when it cannot be told."""
     try:
         layers = resolve_spec(model, in_shape=(3, 32, 32), num_classes=10).to_dict()["layers"]
     except Exception:  # a spec file, or a zoo entry that wants another input size: warm the kernels anyway
         return True
-    return any(channels >= _kernels.MIN_CHANNELS for channels in _pool_channels(layers))
+    return any(_kernels.suits(channels) for channels in _pool_channels(layers))
 
 
 def _pool_channels(node) -> list[int]:

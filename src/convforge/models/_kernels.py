@@ -25,9 +25,10 @@ MIN_CHANNELS = BLOCK_C
 # instead of 1.13 s (3 seeds each, one H200, cifar_sweep_*_pool_suits.md vs *_pool_vector.md).
 
 
-def suits(x: torch.Tensor) -> bool:
-    """Whether a channels_last CUDA map is one the Triton kernels are faster on (enough channels)."""
-    return x.shape[1] >= MIN_CHANNELS
+def suits(channels: int) -> bool:
+    """Whether maps of `channels` channels are ones the Triton kernels are faster on (the pool layer asks at run
+    time, engine/warmup.py before compiling them)."""
+    return channels >= MIN_CHANNELS
 
 
 @functools.cache
