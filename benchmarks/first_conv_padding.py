@@ -12,34 +12,13 @@ import json
 
 import torch
 import torch.nn.functional as F
+from _graph_timing import captured, replay_us
 
 CASES = [  # name, input shape, out channels, kernel, padding, weight trained
     ("cifar10-fast whitening", (1024, 3, 32, 32), 24, 2, 0, False),
     ("simple-cnn conv1", (32, 3, 32, 32), 32, 3, 0, True),
     ("digits-cnn conv1", (128, 1, 28, 28), 8, 3, 1, True),
 ]
-
-
-def timed(fn, reps: int = 200) -> float:
-    """us per CUDA-graph replay of fn()."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        fn()
-    for _ in range(10):
-        graph.replay()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        graph.replay()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) * 1000 / reps
 
 
 def conv(x0: torch.Tensor, w: torch.Tensor, pad: int, trained: bool) -> torch.Tensor:
@@ -61,7 +40,7 @@ def main() -> None:
             w = torch.zeros(out, channels, k, k, device="cuda")
             w[:, : shape[1]] = w0
             w = w.contiguous(memory_format=torch.channels_last).requires_grad_(trained)
-            us = timed(functools.partial(conv, x0, w, pad, trained))
+            us = replay_us(captured(functools.partial(conv, x0, w, pad, trained)), reps=200)
             with torch.no_grad():
                 y = conv(x0, w, pad, False).float()
             ref = y if ref is None else ref
