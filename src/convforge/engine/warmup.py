@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from ..inference import resolve_precision
-from ..models import _kernels, resolve_spec
+from ..models import _kernels, _norm_act, resolve_spec
 from . import kernels
 
 
@@ -35,7 +35,8 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
-        args = (device, dtype, _uses_maxpool(str(cfg.model)), adam, bool(cfg.compile))
+        pairs = set() if cfg.compile else _norm_act_pairs(str(cfg.model))
+        args = (device, dtype, _uses_maxpool(str(cfg.model)), adam, pairs, bool(cfg.compile))
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -45,14 +46,32 @@ def _import_dynamo() -> None:
     _quietly(importlib.import_module, "torch._dynamo")
 
 
-def _uses_maxpool(model: str) -> bool:
-    """Whether the zoo model (for a 3 x 32 x 32 input) has a max pool that runs the Triton kernels (_kernels.suits
-    its channel count); True when it cannot be told."""
+def _layers(model: str) -> list[dict] | None:
+    """The resolved layers of the zoo model for a 3 x 32 x 32 input (channel counts do not depend on the size), or
+    None for a spec file or a zoo entry that wants another input size."""
     try:
-        layers = resolve_spec(model, in_shape=(3, 32, 32), num_classes=10).to_dict()["layers"]
-    except Exception:  # a spec file, or a zoo entry that wants another input size: warm the kernels anyway
-        return True
-    return any(_kernels.suits(channels) for channels in _pool_channels(layers))
+        return resolve_spec(model, in_shape=(3, 32, 32), num_classes=10).to_dict()["layers"]
+    except Exception:
+        return None
+
+
+def _uses_maxpool(model: str) -> bool:
+    """Whether the zoo model has a max pool that runs the Triton kernels (_kernels.suits its channel count); True
+    when it cannot be told (the kernels are warmed anyway)."""
+    layers = _layers(model)
+    return layers is None or any(_kernels.suits(channels) for channels in _pool_channels(layers))
+
+
+def _norm_act_pairs(model: str) -> set[tuple[int, int]]:
+    """(channels, ACT code) of each batchnorm + ReLU/GELU pair that SpecNet runs fused (models/_norm_act.py): the
+    top-level layers, a batchnorm directly followed by its activation."""
+    layers = _layers(model) or []
+    codes = {"relu": 0, "gelu": 1}
+    return {
+        (layer["out_shape"][0], codes[after["type"]])
+        for layer, after in zip(layers, layers[1:])
+        if layer["type"] == "batchnorm" and after["type"] in codes and len(layer.get("out_shape", ())) == 3
+    }
 
 
 def _pool_channels(node) -> list[int]:
@@ -65,12 +84,14 @@ def _pool_channels(node) -> list[int]:
     return found + [c for value in node.values() for c in _pool_channels(value)]
 
 
-def _warm(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, dynamo: bool) -> None:
+def _warm(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, pairs: set, dynamo: bool) -> None:
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
-    launch: the max pool's, Adam's big-tensor update (`adam`: None for other solvers, else AdamW's decoupled decay)."""
+    launch: the max pool's, Adam's big-tensor update (`adam`: None for other solvers, else AdamW's decoupled decay),
+    the fused batchnorm + activation's for each (channels, activation) of `pairs`."""
     compiling = None
-    if (pool or adam is not None) and _kernels.available():
-        compiling = threading.Thread(target=_quietly, args=(_compile, device, dtype, pool, adam), daemon=True)
+    if (pool or adam is not None or pairs) and _kernels.available():
+        args = (_compile, device, dtype, pool, adam, pairs)
+        compiling = threading.Thread(target=_quietly, args=args, daemon=True)
         compiling.start()
     _quietly(_start_cudnn, device, dtype)
     if compiling is not None:
@@ -94,9 +115,11 @@ def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
         torch.cuda.synchronize(device)
 
 
-def _compile(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None) -> None:
+def _compile(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, pairs: set) -> None:
     with torch.cuda.device(device):
         if pool:
             _kernels.compile_pool(dtype)
         if adam is not None:
             kernels.compile_adam(device, decoupled=adam)
+        if pairs:
+            _norm_act.compile_kernels(dtype, pairs)

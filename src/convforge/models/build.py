@@ -16,13 +16,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import _norm_act
 from ._layer import OUTPUT_TYPES, build_seq
 from ._resolve import resolve_spec
 from .spec import ModelSpec
 
 
 class SpecNet(nn.Module):
-    """The network of a ModelSpec: one module per spec layer, applied in order; returns logits."""
+    """The network of a ModelSpec: one module per spec layer, applied in order; returns logits.
+
+    In training on CUDA, a batchnorm followed by its ReLU/GELU runs as one fused op (models/_norm_act.py) where it
+    can; the modules and the state dict stay those of the spec."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -31,11 +35,26 @@ class SpecNet(nn.Module):
         for i in _trailing_outputs(spec):
             modules[i] = nn.Identity()
         self.layers = nn.ModuleList(modules)
+        self.norm_act = _norm_act.pairs(self.layers)
         _init_weights(self, spec.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.is_cuda and self.norm_act:
+            return self._forward_fused(x)
         for layer in self.layers:
             x = layer(x)
+        return x
+
+    def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        i, layers = 0, self.layers
+        while i < len(layers):
+            code = _norm_act.fused_code(layers[i], layers[i + 1], x) if i in self.norm_act else None
+            if code is not None:
+                x = _norm_act.norm_act(layers[i], code, x)
+                i += 2
+            else:
+                x = layers[i](x)
+                i += 1
         return x
 
 

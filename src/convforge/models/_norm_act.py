@@ -1,0 +1,183 @@
+"""A training batchnorm and the ReLU/GELU after it as one autograd op of Triton kernels, on channels_last CUDA maps.
+
+Why: PyTorch runs them as five memory passes forward (statistics, normalize, activation) and seven backward, and its
+channels_last bf16 batchnorm kernels are slow: in cifar10-fast's training step (batch 1024, H200, torch 2.11) batch
+norm took 612 us of 3,176 and the element-wise kernels (mostly GELU) 420 (benchmarks/results/
+step_variants_cifarfast_*.md). Fused, the forward reads the input twice and writes the output once; the backward reads
+input and output gradient twice and writes the input gradient once; the activation's input is never stored.
+
+Numerics: statistics in fp32 over the batch (biased variance normalizes, unbiased updates the running variance, as in
+nn.BatchNorm2d); the normalized value is not rounded to bf16 before the activation, so outputs differ from PyTorch's
+by rounding only. SpecNet (models/build.py) routes (BatchNorm2d, ReLU | GELU) pairs here in training on CUDA; eval
+mode, CPU runs, tracing/export and torch.compile keep the two modules.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from . import _kernels
+
+ENABLED = True  # benchmarks switch the fused path off to measure PyTorch's
+# Launch shapes (benchmarks/norm_act_speed.py sweeps them). The sums: PROGRAMS_PER_SM programs per SM, each adding
+# runs of rows in tiles of SUM_TILE elements (rows x channels); few programs keep the finishing pass short.
+SUM_TILE, SUM_WARPS, PROGRAMS_PER_SM = 4096, 8, 4
+APPLY_TILE, APPLY_WARPS = 4096, 4  # the element-wise passes: one tile per program
+FINISH_CHANNELS = 16  # channels per finishing program
+DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def activation_code(norm: nn.Module, act: nn.Module) -> int | None:
+    """The kernels' ACT code for a (batchnorm, activation) module pair they can run, else None."""
+    if type(norm) is not nn.BatchNorm2d or not (norm.affine and norm.track_running_stats) or norm.momentum is None:
+        return None
+    if type(act) is nn.ReLU:
+        return 0
+    if type(act) is nn.GELU and act.approximate == "none":
+        return 1
+    return None
+
+
+def pairs(layers: nn.ModuleList) -> frozenset[int]:
+    """Indices of the fusable batchnorms directly followed by their activation."""
+    return frozenset(i for i in range(len(layers) - 1) if activation_code(layers[i], layers[i + 1]) is not None)
+
+
+def fused_code(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> int | None:
+    """The ACT code when this forward of the pair may run fused, else None. Asked at every forward: the modules may
+    have been replaced since the model was built (--sync-bn's SyncBatchNorm), and hooks on either module keep the two
+    separate (they must fire)."""
+    code = activation_code(norm, act)
+    if code is None or not (ENABLED and x.is_cuda and x.dim() == 4 and x.dtype in DTYPES and x.numel() > 0):
+        return None
+    if not x.is_contiguous(memory_format=torch.channels_last) or norm.weight.dtype != torch.float32:
+        return None
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return None
+    hooks = (norm._forward_hooks, norm._forward_pre_hooks, act._forward_hooks, act._forward_pre_hooks)
+    return None if any(hooks) or not _kernels.available() else code
+
+
+def norm_act(norm: nn.BatchNorm2d, code: int, x: torch.Tensor) -> torch.Tensor:
+    """act(norm(x)) in training mode (batch statistics; the running statistics updated)."""
+    return NormAct.apply(x, norm.weight, norm.bias, norm, code)
+
+
+@functools.cache
+def _source():
+    from . import _norm_act_triton
+
+    return _norm_act_triton
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, n - 1).bit_length()
+
+
+class _Plan(NamedTuple):
+    bc: int  # channels per tile
+    blocks: int  # channel blocks
+    sum_rows: int  # rows per tile of the summing programs
+    per_program: int  # rows each summing program adds
+    programs: int  # summing programs per channel block
+    apply_rows: int  # rows per tile of the element-wise programs
+    finish_bc: int  # channels per finishing program
+
+
+def _plan(rows: int, c: int, sms: int) -> _Plan:
+    bc = min(64, max(4, _pow2(c)))
+    blocks = _kernels.cdiv(c, bc)
+    sum_rows = max(1, SUM_TILE // bc)
+    tiles = _kernels.cdiv(rows, sum_rows)
+    programs = max(1, min(tiles, PROGRAMS_PER_SM * sms // blocks))
+    per_program = _kernels.cdiv(tiles, programs) * sum_rows
+    finish_bc = min(FINISH_CHANNELS, bc)
+    return _Plan(bc, blocks, sum_rows, per_program, _kernels.cdiv(rows, per_program), APPLY_TILE // bc, finish_bc)
+
+
+@functools.cache
+def _sms(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
+def compile_kernels(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> None:
+    """Compile (or load from Triton's disk cache) the kernels for maps of `dtype` with each (channels, ACT code) of
+    `pairs` without running them (engine/warmup.py, while the data loads). Triton specializes on the constexprs (tile
+    shapes follow the channel count), dtypes and whether the channel count is a multiple of 16: what a later launch
+    on the real maps picks up."""
+    k = _source()
+    ptr, f32, i64 = dtype, torch.float32, torch.int64
+    for c, code in sorted(pairs):
+        p = _plan(2**20, c, 132)  # the row count is unspecialized; the tiles depend on the channels only
+        sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS, grid=(1, 1))
+        apply = dict(ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS, grid=(1, 1))
+        finish = dict(BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS, grid=(1,))
+        k.stats_partial.warmup(ptr, f32, 2**20, c, 4096, 256, **sums)
+        k.stats_finish.warmup(ptr, f32, *[f32] * 8, i64, 0.1, 1e-5, 2**20, c, 256, **finish)
+        k.apply_forward.warmup(ptr, ptr, f32, f32, 2**20, c, **apply)
+        k.grad_partial.warmup(ptr, ptr, ptr, *[f32] * 5, 2**20, c, 4096, 256, ACT=code, **sums)
+        k.sum_partials.warmup(f32, f32, c, 256, **finish)
+        k.grad_apply.warmup(ptr, ptr, ptr, *[f32] * 5, 2**20, c, **apply)
+
+
+class NormAct(torch.autograd.Function):
+    """act(batch_norm(x, training=True)) for a channels_last x; gradients for x, weight and bias."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, norm, code):
+        k = _source()
+        n, c, h, w = x.shape
+        rows = n * h * w
+        p = _plan(rows, c, _sms(x.device))
+        f32 = dict(dtype=torch.float32, device=x.device)
+        partial = torch.empty(2, p.programs, c, **f32)
+        sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS)
+        k.stats_partial[(p.programs, p.blocks)](x, partial, rows, c, p.per_program, p.programs, **sums)
+        stats = torch.empty(4, c, **f32)  # mean, 1/std, scale, shift
+        mean, rstd, scale, shift = stats
+        k.stats_finish[(_kernels.cdiv(c, p.finish_bc),)](
+            x, partial, weight, bias, mean, rstd, scale, shift, norm.running_mean, norm.running_var,
+            norm.num_batches_tracked, norm.momentum, norm.eps, rows, c, p.programs, BP=SUM_TILE // p.finish_bc,
+            BC=p.finish_bc, num_warps=SUM_WARPS,
+        )  # fmt: skip
+        y = torch.empty_like(x, memory_format=torch.channels_last)
+        grid = (_kernels.cdiv(rows, p.apply_rows), p.blocks)
+        k.apply_forward[grid](x, y, scale, shift, rows, c, ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS)
+        ctx.save_for_backward(x, stats)
+        ctx.code = code
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        k = _source()
+        x, stats = ctx.saved_tensors
+        mean, rstd, scale, shift = stats
+        dy = dy.contiguous(memory_format=torch.channels_last)
+        n, c, h, w = x.shape
+        rows = n * h * w
+        p = _plan(rows, c, _sms(x.device))
+        partial = torch.empty(2, p.programs, c, dtype=torch.float32, device=x.device)
+        g = torch.empty_like(dy) if ctx.code == 1 else dy  # GELU's g is stored, ReLU's recomputed (grad_partial)
+        k.grad_partial[(p.programs, p.blocks)](
+            x, dy, g, scale, shift, mean, rstd, partial, rows, c, p.per_program, p.programs, ACT=ctx.code,
+            BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS,
+        )  # fmt: skip
+        sums = torch.empty(2, c, dtype=torch.float32, device=x.device)  # of g, of g * xhat: bias, weight gradients
+        k.sum_partials[(_kernels.cdiv(c, p.finish_bc),)](
+            partial, sums, c, p.programs, BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS
+        )  # fmt: skip
+        dx = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.empty_like(x, memory_format=torch.channels_last)
+            grid = (_kernels.cdiv(rows, p.apply_rows), p.blocks)
+            k.grad_apply[grid](
+                x, g, dx, scale, shift, mean, rstd, sums, rows, c, ACT=ctx.code, BM=p.apply_rows, BC=p.bc,
+                num_warps=APPLY_WARPS,
+            )  # fmt: skip
+        dw = sums[1] if ctx.needs_input_grad[1] else None
+        db = sums[0] if ctx.needs_input_grad[2] else None
+        return dx, dw, db, None, None

@@ -1,0 +1,120 @@
+"""convforge's Triton kernels compile for Hopper (sm_90) on a machine without a GPU: Triton's front end and ptxas,
+which catch what the CPU interpreter lets through (a non-constexpr global read inside a kernel ran interpreted and
+failed to compile on the GPU)."""
+
+import os
+
+import pytest
+
+triton = pytest.importorskip("triton")
+
+P, F, N, C = "*bf16", "*fp32", "i32", "constexpr"  # pointers, fp32 pointers, ints, constexprs
+NORM_ACT = {  # kernel: (signature, constexprs)
+    "stats_partial": (
+        dict(x=P, partial=F, rows=N, c=N, rows_per_program=N, programs=N, BM=C, BC=C),
+        dict(BM=64, BC=64),
+    ),
+    "stats_finish": (
+        dict(
+            x=P,
+            partial=F,
+            weight=F,
+            bias=F,
+            mean_out=F,
+            rstd_out=F,
+            scale_out=F,
+            shift_out=F,
+            running_mean=F,
+            running_var=F,
+            batches="*i64",
+            momentum="fp32",
+            eps="fp32",
+            rows=N,
+            c=N,
+            programs=N,
+            BP=C,
+            BC=C,
+        ),
+        dict(BP=256, BC=16),
+    ),  # fmt: skip
+    "apply_forward": (dict(x=P, y=P, scale=F, shift=F, rows=N, c=N, ACT=C, BM=C, BC=C), dict(BM=64, BC=64)),
+    "grad_partial": (
+        dict(
+            x=P,
+            dy=P,
+            g_out=P,
+            scale=F,
+            shift=F,
+            mean=F,
+            rstd=F,
+            partial=F,
+            rows=N,
+            c=N,
+            rows_per_program=N,
+            programs=N,
+            ACT=C,
+            BM=C,
+            BC=C,
+        ),
+        dict(BM=64, BC=64),
+    ),  # fmt: skip
+    "sum_partials": (dict(partial=F, sums=F, c=N, programs=N, BP=C, BC=C), dict(BP=256, BC=16)),
+    "grad_apply": (
+        dict(x=P, g_in=P, dx=P, scale=F, shift=F, mean=F, rstd=F, sums=F, rows=N, c=N, ACT=C, BM=C, BC=C),
+        dict(BM=64, BC=64),
+    ),
+}
+POOL = dict(positions=N, ho=N, wo=N, h=N, w=N, c=N, KH=C, KW=C, BP=C, BC=C)
+POOL_KERNELS = {
+    "pool_forward": (dict(x=P, y=P, arg="*i8", **POOL), dict(KH=2, KW=2, BP=32, BC=64)),
+    "pool_backward": (dict(g=P, arg="*i8", gx=P, **POOL), dict(KH=2, KW=2, BP=32, BC=64)),
+}
+
+
+CASES = [("norm_act", name, act) for name in NORM_ACT for act in ([0, 1] if "ACT" in NORM_ACT[name][0] else [None])]
+CASES += [("pool", name, None) for name in POOL_KERNELS]
+
+
+def compile_all() -> list[str]:
+    """Each case compiled to a cubin for sm_90; the failures, one line each. Runs in a process of its own: one whose
+    Triton was imported under TRITON_INTERPRET=1 (conftest.py on machines without a GPU) cannot compile."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+
+    from convforge.models import _norm_act_triton, _pool_triton
+
+    failures = []
+    for source, name, act in CASES:
+        signature, constexprs = (NORM_ACT if source == "norm_act" else POOL_KERNELS)[name]
+        if act is not None:
+            constexprs = {**constexprs, "ACT": act}
+        fn = getattr(_norm_act_triton if source == "norm_act" else _pool_triton, name)
+        try:
+            src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs)
+            assert triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm["cubin"]
+        except Exception as err:  # noqa: BLE001  (report every kernel, not the first failure)
+            while err.__cause__ is not None:
+                err = err.__cause__
+            failures.append(f"{name} ACT={act}: {type(err).__name__}: {str(err)[-300:]}")
+    return failures
+
+
+def test_every_kernel_compiles_for_sm90(tmp_path):
+    import subprocess
+    import sys
+
+    from triton.backends import backends
+
+    if "nvidia" not in backends:
+        pytest.skip("this Triton has no NVIDIA back end")
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path)
+    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert done.stdout.strip() == f"{len(CASES)} kernels compiled"
+
+
+if __name__ == "__main__":
+    problems = compile_all()
+    print("\n".join(problems) if problems else f"{len(CASES)} kernels compiled")
+    raise SystemExit(1 if problems else 0)
