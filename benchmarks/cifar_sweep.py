@@ -52,6 +52,8 @@ PLANS = {
         ("triangle e8 relu", {"schedule": "triangle"}, {"act": "relu"}, {}),
         ("triangle e10", {"schedule": "triangle", "epochs": 10}, {}, {}),
         ("triangle e12", {"schedule": "triangle", "epochs": 12}, {}, {}),
+        ("triangle e8 stem bias trained throughout", {"schedule": "triangle"}, {}, {"stem_bias_epochs": 0}),
+        ("triangle e9", {"schedule": "triangle", "epochs": 9}, {}, {}),
     ],
 }
 

@@ -82,3 +82,36 @@ def test_same_recipe_same_accuracy_graph_and_eager(tmp_path):
         accs[graphs] = r.test_accuracy
     print(f"same recipe: graphs {accs[True]:.4f}, eager {accs[False]:.4f}")
     assert abs(accs[True] - accs[False]) < 0.004 and min(accs.values()) > 0.985
+
+
+def test_recapture_after_an_epoch_hook_freezes_a_parameter(tmp_path):
+    """cifar10-fast's whitening bias freezes at epoch 3 (recipes/_tricks.py): the captured step is captured again
+    without its gradient, and graph epochs keep equal to eager epochs across the change."""
+    import convforge.recipes  # noqa: F401  registers cifar10-fast's hooks
+    from convforge.data import DataConfig, load_data
+    from convforge.engine import TrainConfig
+    from convforge.engine.loop import Trainer
+    from convforge.engine.progress import EpochProgress
+    from convforge.recipes import cifar10_fast
+    from convforge.run import Run
+
+    torch.backends.cudnn.deterministic = True
+    data = DataConfig(source="digits", split=(0.8, 0.1, 0.1), channels=3, image_size=(16, 16))
+    splits = load_data(data, progress=False)
+    trainers = []
+    for graphs in (False, True):
+        over = dict(source="digits", device="cuda", channels=3, epochs=5, image_size=(16, 16), batch_size=128)
+        cfg = TrainConfig(**{**cifar10_fast.HYP, **over, "precision": "fp32", "cuda_graphs": graphs})
+        torch.manual_seed(0)
+        trainers.append(Trainer(cfg, Run(tmp_path / str(graphs)), splits, log=print))
+    cifar10_fast._TRAINERS.clear()
+    eager, graph = trainers
+    graph.model.load_state_dict(eager.model.state_dict())
+    with EpochProgress(5, eager.steps_per_epoch, live=False, log=lambda s: None) as progress:
+        for epoch in range(5):
+            e, g = eager.train_epoch(progress), graph.train_epoch(progress)
+            assert g["train_loss"] == pytest.approx(e["train_loss"], rel=1e-4), epoch
+            if epoch == 3:
+                assert not graph.model.layers[0].bias.requires_grad and graph.fast.graphs  # captured again
+    for (name, p), q in zip(eager.model.state_dict().items(), graph.model.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-4, msg=name)

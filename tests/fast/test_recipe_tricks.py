@@ -49,3 +49,24 @@ def test_whitening_head_group_and_tta(tmp_path):
     assert conv.weight.grad is None and conv.bias.grad is not None and torch.isfinite(loss)
     for level in (1, 2):
         assert 0.05 < tta_accuracy(tr, tr.splits.test, level=level) <= 1
+
+
+def test_whitening_bias_trains_for_three_epochs_then_freezes(tmp_path):
+    """cifar10-fast's epoch hook: epochs 0-2 train the first conv's bias; from epoch 3 it has no gradient and keeps
+    its value, while the rest of the network still trains."""
+    from convforge.engine.progress import EpochProgress
+
+    tr = _trainer(tmp_path)
+    cifar10_fast._TRAINERS.clear()
+    assert len(tr.epoch_hooks) == 1 and cifar10_fast.TRICKS["stem_bias_epochs"] == 3
+    bias = tr.model.layers[0].bias
+    head = next(m for m in tr.model.modules() if isinstance(m, torch.nn.Linear)).weight
+    seen = []
+    with EpochProgress(5, tr.steps_per_epoch, live=False, log=lambda s: None) as progress:
+        for epoch in range(5):
+            before, head_before = bias.detach().clone(), head.detach().clone()
+            progress.start_epoch(epoch + 1)
+            tr.train_epoch(progress)
+            seen.append((bias.requires_grad, not torch.equal(bias, before), not torch.equal(head, head_before)))
+    assert seen == [(True, True, True)] * 3 + [(False, False, True)] * 2
+    assert bias.grad is None

@@ -162,6 +162,9 @@ class Trainer:
             total = cfg.epochs * self.steps_per_epoch
             done = lambda: self.scheduler.last_epoch  # noqa: E731  (read late: a recipe hook may swap the scheduler)
             self.after_step.append(Lookahead(self.model, done, cfg.lookahead, self.steps_per_epoch, total))
+        # called at each epoch's start with its 0-based index (resume-safe: from the scheduler's step count), before
+        # any step; recipe hooks (engine/fast SETUP) add them, e.g. cifar10-fast's freezing of its whitening bias
+        self.epoch_hooks: list[Callable[[Trainer, int], None]] = []
         self.sample_weight = None
         if cfg.balance == "sampler":
             per_class = class_weights(train.labels, len(self.classes))
@@ -234,6 +237,8 @@ class Trainer:
         self.model.train()
         if self.frozen:
             freeze_batchnorm(self.model)
+        for epoch_hook in self.epoch_hooks:
+            epoch_hook(self, self.scheduler.last_epoch // self.steps_per_epoch)
         order = self.epoch_order()
         if self.flips is not None:
             self.flips.start_epoch(self.scheduler.last_epoch // self.steps_per_epoch)  # resume-safe epoch index

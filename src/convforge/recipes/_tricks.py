@@ -38,6 +38,20 @@ def whiten_first_conv(tr: Trainer, images: int = 5000, eps: float = 5e-4) -> Non
     conv.weight.requires_grad_(False)  # no grad: the solver skips it and DDP (which wraps after this) leaves it out
 
 
+def freeze_first_conv_bias(tr: Trainer, epoch: int, after: int) -> None:
+    """An epoch hook: from 0-based epoch `after` on, the first conv's bias stops training (airbench trains its
+    whitening bias for 3 epochs: it has converged by then). Its gradient was the only one below the second conv, so
+    that conv's input gradient, the activation's backward and the bias sum leave the step too. A captured step is
+    captured again (engine/fast/graph.py GraphStep.invalidate)."""
+    conv = next(m for m in tr.model.modules() if isinstance(m, nn.Conv2d))
+    if epoch < after or conv.bias is None or not conv.bias.requires_grad:
+        return
+    conv.bias.requires_grad_(False)
+    conv.bias.grad = None  # the solver skips a parameter without a gradient
+    if tr.fast is not None:
+        tr.fast.invalidate()
+
+
 def scale_head(tr: Trainer, factor: float) -> None:
     """Train the last dense layer as if its output were multiplied by `factor` (logits x 1/9 in airbench).
 

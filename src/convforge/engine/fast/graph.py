@@ -202,6 +202,11 @@ class GraphStep:
             step_s = max(start.elapsed_time(end), 1e-3) / 1000
             self.k = chunk_steps(self.full, max(1, min(MAX_CHUNK, round(CHUNK_GPU_S / step_s))))
 
+    def invalidate(self) -> None:
+        """The step changed (a recipe froze a parameter: its gradient and the backward feeding it are gone): the
+        next piece captures afresh, in the same memory pool; warm-up steps are not repeated."""
+        self.graphs.clear()
+
     # -- the epoch -----------------------------------------------------------------------------------
     def start_epoch(self, order: torch.Tensor) -> None:
         self.order.copy_(order[: self.order.numel()])
