@@ -163,6 +163,7 @@ def test_cuda_bf16_fused_matches_fp32_reference_and_captures(shape, act):
 @pytest.mark.gpu
 def test_cuda_specnet_trains_through_the_fused_pairs(monkeypatch):
     """digits-cnn in training on CUDA runs its three (batchnorm, relu) pairs fused; in eval mode, PyTorch's modules."""
+    from convforge.engine.transfer import freeze_batchnorm
     from convforge.models import _norm_act
 
     calls = []
@@ -177,7 +178,14 @@ def test_cuda_specnet_trains_through_the_fused_pairs(monkeypatch):
         assert calls == [0, 0, 0]
         model.eval()
         model(x)
+        assert calls == [0, 0, 0]
+        model.train()
+        freeze_batchnorm(model)  # transfer learning: batchnorms keep their statistics while the rest trains
+        stats = [m.running_mean.clone() for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+        model(x).float().sum().backward()
     assert calls == [0, 0, 0]
+    after = [m.running_mean for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert all(torch.equal(a, b) for a, b in zip(stats, after))
 
 
 @pytest.mark.gpu

@@ -52,7 +52,9 @@ def fused_code(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> int | None:
     have been replaced since the model was built (--sync-bn's SyncBatchNorm), and hooks on either module keep the two
     separate (they must fire)."""
     code = activation_code(norm, act)
-    if code is None or not (ENABLED and x.is_cuda and x.dim() == 4 and x.dtype in DTYPES and x.numel() > 0):
+    if code is None or not norm.training:  # a batchnorm in eval mode (transfer learning freezes them) uses its stats
+        return None
+    if not (ENABLED and x.is_cuda and x.dim() == 4 and x.dtype in DTYPES and x.numel() > 0):
         return None
     if not x.is_contiguous(memory_format=torch.channels_last) or norm.weight.dtype != torch.float32:
         return None
