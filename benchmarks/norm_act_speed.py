@@ -1,5 +1,6 @@
 """Training batchnorm + activation forward + backward on channels_last bf16 maps: PyTorch's modules vs the fused
-Triton op (models/_norm_act.py), and a sweep of the fused op's launch shapes.
+Triton op (models/_norm_act.py), and a sweep of the fused op's launch shapes. Also the frozen-stem conv + activation
+forward (models/_conv_act.py) against conv2d + activation under bf16 autocast.
 
     PYTHONPATH=src python benchmarks/norm_act_speed.py [--out benchmarks/results] [--sweep]
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import itertools
 import json
 from pathlib import Path
@@ -27,6 +29,10 @@ SHAPES = {
     "cifar10-fast": ([(1024, 64, 15, 15), (1024, 256, 7, 7), (1024, 256, 3, 3)], nn.GELU),
     "folder-fast": ([(256, 32, 64, 64), (256, 64, 32, 32), (256, 128, 16, 16), (256, 384, 4, 4)], nn.ReLU),
     "digits-cnn": ([(128, 8, 28, 28), (128, 16, 14, 14), (128, 32, 7, 7)], nn.ReLU),
+}
+STEMS = {  # input shape, out channels, kernel, activation: cifar10-fast's whitening conv, simple-cnn's first conv
+    "cifar10-fast": ((1024, 3, 32, 32), 24, 2, nn.GELU),
+    "simple-cnn (eval batch)": ((512, 3, 32, 32), 32, 3, nn.ReLU),
 }
 SWEEP = {
     "sums": dict(PROGRAMS_PER_SM=[1, 2, 4, 8], SUM_TILE=[4096, 8192, 16384], SUM_WARPS=[4, 8]),
@@ -48,6 +54,30 @@ def step_fn(shape, act_cls, fused: bool):
         torch.autograd.grad(y, (x, norm.weight, norm.bias), g)
 
     return fn
+
+
+def stem_forward(conv: nn.Conv2d, act: nn.Module, code: int, x: torch.Tensor, fused: bool) -> torch.Tensor:
+    from convforge.models import _conv_act
+
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        return _conv_act.conv_act(conv, code, x) if fused else act(conv(x))
+
+
+def stem_rows() -> list[dict]:
+    from convforge.models import _conv_act
+
+    rows = []
+    for name, (shape, out, k, act_cls) in STEMS.items():
+        conv, act = nn.Conv2d(shape[1], out, k).cuda().requires_grad_(False), act_cls()
+        x = torch.randn(shape, device="cuda").contiguous(memory_format=torch.channels_last)
+        code = _conv_act.activation_code(conv, act)
+        row = dict(recipe=name, shape=list(shape), act=act_cls.__name__, stem=f"conv {k}x{k} -> {out}")
+        for label, fused in (("torch_us", False), ("fused_us", True)):
+            fn = functools.partial(stem_forward, conv, act, code, x, fused)
+            row[label] = round(replay_us(captured(fn)), 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
 
 
 def sweep(rows: list[dict]) -> None:
@@ -83,6 +113,7 @@ def main() -> None:
                     row["fused_kernels"] = {k[:60]: round(v, 1) for k, v in kernel_times(graph)[1].items()}
             rows.append(row)
             print(json.dumps(row), flush=True)
+    stems = stem_rows()
     if a.sweep:
         sweep(sweeps)
     dev = torch.cuda.get_device_name()
@@ -92,7 +123,7 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"norm_act_speed_{dev.replace(' ', '-')}_{now[:10]}"
-    (out / f"{stem}.json").write_text(json.dumps(dict(meta=meta, rows=rows, sweep=sweeps), indent=1))
+    (out / f"{stem}.json").write_text(json.dumps(dict(meta=meta, rows=rows, stems=stems, sweep=sweeps), indent=1))
     lines = [f"# batchnorm + activation fwd+bwd, bf16 channels_last, CUDA graph: {dev}, torch {meta['torch']}, {now}",
              "", f"Launch constants: {constants}", "",
              "| recipe | shape | act | PyTorch us | fused us | speed-up |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -100,6 +131,17 @@ def main() -> None:
         shape = "x".join(map(str, r["shape"]))
         speedup = r["torch_us"] / r["fused_us"]
         lines.append(f"| {r['recipe']} | {shape} | {r['act']} | {r['torch_us']} | {r['fused_us']} | {speedup:.2f}x |")
+    lines += [
+        "",
+        "Frozen stem, forward only (bf16 autocast):",
+        "",
+        "| recipe | input | stem | act | PyTorch us | fused us | speed-up |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in stems:
+        shape = "x".join(map(str, r["shape"]))
+        lines.append(f"| {r['recipe']} | {shape} | {r['stem']} | {r['act']} | {r['torch_us']} | {r['fused_us']} "
+                     f"| {r['torch_us'] / r['fused_us']:.2f}x |")  # fmt: skip
     if sweeps:
         lines += ["", "| sweep | setting | all shapes, fused us |", "|---|---|---|"]
         lines += [f"| {s['sweep']} | {s['setting']} | {s['total_us']} |" for s in sweeps]

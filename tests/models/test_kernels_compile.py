@@ -71,8 +71,20 @@ POOL_KERNELS = {
 }
 
 
-CASES = [("norm_act", name, act) for name in NORM_ACT for act in ([0, 1] if "ACT" in NORM_ACT[name][0] else [None])]
-CASES += [("pool", name, None) for name in POOL_KERNELS]
+CONV_ACT = {
+    "conv_act_forward": (
+        dict(x="*fp32", weight=F, bias=F, y=P, pixels=N, ho=N, wo=N, h=N, w=N, xn=N, xc=N, xh=N, xw=N, C=C, KH=C,
+             KW=C, STRIDE=C, PAD=C, OUT=C, BO=C, ACT=C, HAS_BIAS=C, BP=C),
+        dict(C=3, KH=2, KW=2, STRIDE=1, PAD=0, OUT=24, BO=32, HAS_BIAS=True, BP=64),
+    ),
+}  # fmt: skip
+TABLES = {"norm_act": NORM_ACT, "pool": POOL_KERNELS, "conv_act": CONV_ACT}
+CASES = [
+    (source, name, act)
+    for source, table in TABLES.items()
+    for name in table
+    for act in ([0, 1] if "ACT" in table[name][0] else [None])
+]
 
 
 def compile_all() -> list[str]:
@@ -81,14 +93,15 @@ def compile_all() -> list[str]:
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from convforge.models import _norm_act_triton, _pool_triton
+    from convforge.models import _conv_act_triton, _norm_act_triton, _pool_triton
 
+    modules = {"norm_act": _norm_act_triton, "pool": _pool_triton, "conv_act": _conv_act_triton}
     failures = []
     for source, name, act in CASES:
-        signature, constexprs = (NORM_ACT if source == "norm_act" else POOL_KERNELS)[name]
+        signature, constexprs = TABLES[source][name]
         if act is not None:
             constexprs = {**constexprs, "ACT": act}
-        fn = getattr(_norm_act_triton if source == "norm_act" else _pool_triton, name)
+        fn = getattr(modules[source], name)
         try:
             src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs)
             assert triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm["cubin"]

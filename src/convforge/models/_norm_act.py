@@ -15,6 +15,8 @@ mode, CPU runs, tracing/export and torch.compile keep the two modules.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -108,22 +110,43 @@ def _sms(device: torch.device) -> int:
 
 def compile_kernels(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> None:
     """Compile (or load from Triton's disk cache) the kernels for maps of `dtype` with each (channels, ACT code) of
-    `pairs` without running them (engine/warmup.py, while the data loads). Triton specializes on the constexprs (tile
-    shapes follow the channel count), dtypes and whether the channel count is a multiple of 16: what a later launch
-    on the real maps picks up."""
+    `pairs` without running them. Triton specializes on the constexprs (tile shapes follow the channel count), dtypes
+    and whether the channel count is a multiple of 16: what a later launch on the real maps picks up."""
+    for job in compile_jobs(dtype, pairs):
+        job()
+
+
+def compile_jobs(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> list[Callable[[], object]]:
+    """compile_kernels' work as independent calls, one per distinct specialization (engine/warmup.py runs them in
+    threads while the data loads: folder-fast's 10 kernels took 2.1-2.8 s in one thread, 1.35 s in four on an H200
+    host, benchmarks/results/triton_compile_time_*.log)."""
+    jobs: dict[tuple, Callable[[], object]] = {}  # channel counts with the same tiles share kernels
+    for c, code in sorted(pairs):
+        for key, job in _compile_jobs(dtype, c, code).items():
+            jobs.setdefault(key, job)
+    return list(jobs.values())
+
+
+def _compile_jobs(dtype: torch.dtype, c: int, code: int) -> dict[tuple, Callable[[], object]]:
     k = _source()
     ptr, f32, i64 = dtype, torch.float32, torch.int64
-    for c, code in sorted(pairs):
-        p = _plan(2**20, c, 132)  # the row count is unspecialized; the tiles depend on the channels only
-        sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS, grid=(1, 1))
-        apply = dict(ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS, grid=(1, 1))
-        finish = dict(BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS, grid=(1,))
-        k.stats_partial.warmup(ptr, f32, 2**20, c, 4096, 256, **sums)
-        k.stats_finish.warmup(ptr, f32, *[f32] * 8, i64, 0.1, 1e-5, 2**20, c, 256, **finish)
-        k.apply_forward.warmup(ptr, ptr, f32, f32, 2**20, c, **apply)
-        k.grad_partial.warmup(ptr, ptr, ptr, *[f32] * 5, 2**20, c, 4096, 256, ACT=code, **sums)
-        k.sum_partials.warmup(f32, f32, c, 256, **finish)
-        k.grad_apply.warmup(ptr, ptr, ptr, *[f32] * 5, 2**20, c, **apply)
+    p = _plan(2**20, c, 132)  # the row count is unspecialized; the tiles depend on the channels only
+    sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS, grid=(1, 1))
+    apply = dict(ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS, grid=(1, 1))
+    finish = dict(BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS, grid=(1,))
+    wide = c % 16 == 0  # Triton's "divisible by 16" specialization of the channel count
+    return {
+        ("stats_partial", p.bc, wide): partial(k.stats_partial.warmup, ptr, f32, 2**20, c, 4096, 256, **sums),
+        ("stats_finish", p.finish_bc, wide): partial(
+            k.stats_finish.warmup, ptr, f32, *[f32] * 8, i64, 0.1, 1e-5, 2**20, c, 256, **finish
+        ),
+        ("apply_forward", p.bc, wide, code): partial(k.apply_forward.warmup, ptr, ptr, f32, f32, 2**20, c, **apply),
+        ("grad_partial", p.bc, wide, code): partial(
+            k.grad_partial.warmup, ptr, ptr, ptr, *[f32] * 5, 2**20, c, 4096, 256, ACT=code, **sums
+        ),
+        ("sum_partials", p.finish_bc, wide): partial(k.sum_partials.warmup, f32, f32, c, 256, **finish),
+        ("grad_apply", p.bc, wide, code): partial(k.grad_apply.warmup, ptr, ptr, ptr, *[f32] * 5, 2**20, c, **apply),
+    }
 
 
 class NormAct(torch.autograd.Function):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _norm_act
+from . import _conv_act, _norm_act
 from ._layer import OUTPUT_TYPES, build_seq
 from ._resolve import resolve_spec
 from .spec import ModelSpec
@@ -25,8 +25,9 @@ from .spec import ModelSpec
 class SpecNet(nn.Module):
     """The network of a ModelSpec: one module per spec layer, applied in order; returns logits.
 
-    In training on CUDA, a batchnorm followed by its ReLU/GELU runs as one fused op (models/_norm_act.py) where it
-    can; the modules and the state dict stay those of the spec."""
+    On CUDA, a training batchnorm followed by its ReLU/GELU runs as one fused op (models/_norm_act.py), and so does a
+    small conv and its activation where no gradient is wanted (models/_conv_act.py: a frozen stem, evaluation); the
+    modules and the state dict stay those of the spec."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -36,10 +37,11 @@ class SpecNet(nn.Module):
             modules[i] = nn.Identity()
         self.layers = nn.ModuleList(modules)
         self.norm_act = _norm_act.pairs(self.layers)
+        self.conv_act = _conv_act.pairs(self.layers)
         _init_weights(self, spec.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.training and x.is_cuda and self.norm_act:
+        if x.is_cuda and (self.conv_act or (self.training and self.norm_act)):
             return self._forward_fused(x)
         for layer in self.layers:
             x = layer(x)
@@ -48,13 +50,12 @@ class SpecNet(nn.Module):
     def _forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         i, layers = 0, self.layers
         while i < len(layers):
-            code = _norm_act.fused_code(layers[i], layers[i + 1], x) if i in self.norm_act else None
-            if code is not None:
-                x = _norm_act.norm_act(layers[i], code, x)
-                i += 2
+            if i in self.conv_act and (code := _conv_act.fused_code(layers[i], layers[i + 1], x)) is not None:
+                x, i = _conv_act.conv_act(layers[i], code, x), i + 2
+            elif i in self.norm_act and (code := _norm_act.fused_code(layers[i], layers[i + 1], x)) is not None:
+                x, i = _norm_act.norm_act(layers[i], code, x), i + 2
             else:
-                x = layers[i](x)
-                i += 1
+                x, i = layers[i](x), i + 1
         return x
 
 

@@ -204,8 +204,10 @@ class GraphStep:
 
     def invalidate(self) -> None:
         """The step changed (a recipe froze a parameter: its gradient and the backward feeding it are gone): the
-        next piece captures afresh, in the same memory pool; warm-up steps are not repeated."""
+        next piece is one eager warm-up step (it loads what the new step launches first: a kernel loaded during a
+        capture would fail it), then the step is captured afresh in the same memory pool."""
         self.graphs.clear()
+        self.warm = min(self.warm, WARMUP_STEPS - 1)
 
     # -- the epoch -----------------------------------------------------------------------------------
     def start_epoch(self, order: torch.Tensor) -> None:
