@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _graph_timing import replay_us
 
 from convforge.bench.train import REFERENCE, SPLIT, _peak_reset, environment, plain_loop
 from convforge.data import DataConfig, ImageSet, load_data
@@ -116,13 +117,7 @@ def replay_us_per_step(tr: Trainer, replays: int = 20) -> tuple[float, int]:
     steps = max(tr.fast.graphs)
     graph, n = tr.fast.graphs[steps], max(1, min(replays, tr.fast.full // steps))
     tr.fast.start_epoch(tr.epoch_order())  # ptr 0: the replays read valid rows
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(n):
-        graph.replay()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) * 1000 / (n * steps), steps
+    return replay_us(graph, reps=n, warm=0) / steps, steps
 
 
 def graph_kernels(tr: Trainer) -> dict[str, Any]:

@@ -1,8 +1,6 @@
 """The fused small conv + activation forward (models/_conv_act_triton.py) through Triton's CPU interpreter: equal to
 F.conv2d then ReLU/GELU for strides, paddings, layouts and biases; SpecNet uses it only where no gradient is wanted."""
 
-import importlib
-
 import pytest
 import torch
 from torch import nn
@@ -13,17 +11,12 @@ triton = pytest.importorskip("triton")
 
 
 @pytest.fixture
-def interpreted(monkeypatch):
-    """The kernel rebuilt under TRITON_INTERPRET=1, rebuilt again afterwards (as in test_pool_kernels.py)."""
+def interpreted(interpret_kernels):
+    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
     from convforge.models import _conv_act, _conv_act_triton
 
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    importlib.reload(_conv_act_triton)
-    _conv_act._source.cache_clear()
-    yield _conv_act
-    monkeypatch.undo()
-    importlib.reload(_conv_act_triton)
-    _conv_act._source.cache_clear()
+    with interpret_kernels(_conv_act_triton, _conv_act._source):
+        yield _conv_act
 
 
 @pytest.mark.parametrize(

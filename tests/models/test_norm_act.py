@@ -1,8 +1,6 @@
 """The fused batchnorm + activation kernels (models/_norm_act_triton.py), run on the CPU through Triton's interpreter:
 outputs, running statistics and gradients equal nn.BatchNorm2d followed by nn.ReLU / nn.GELU."""
 
-import importlib
-
 import pytest
 import torch
 from torch import nn
@@ -13,18 +11,12 @@ triton = pytest.importorskip("triton")
 
 
 @pytest.fixture
-def interpreted(monkeypatch):
-    """The kernels rebuilt under TRITON_INTERPRET=1, rebuilt again afterwards under the process's own setting (as in
-    test_pool_kernels.py)."""
+def interpreted(interpret_kernels):
+    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
     from convforge.models import _norm_act, _norm_act_triton
 
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    importlib.reload(_norm_act_triton)
-    _norm_act._source.cache_clear()
-    yield _norm_act
-    monkeypatch.undo()
-    importlib.reload(_norm_act_triton)
-    _norm_act._source.cache_clear()
+    with interpret_kernels(_norm_act_triton, _norm_act._source):
+        yield _norm_act
 
 
 def _pair(c: int, act: nn.Module) -> tuple[nn.BatchNorm2d, nn.Module]:

@@ -1,8 +1,6 @@
 """The Triton window max-pool kernels (models/_pool_triton.py), run on the CPU through Triton's interpreter: the
 same source the GPU compiles, checked against max_pool2d's values and gradients (ties and NaN included)."""
 
-import importlib
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -11,19 +9,12 @@ triton = pytest.importorskip("triton")
 
 
 @pytest.fixture
-def interpreted(monkeypatch):
-    """The kernels rebuilt under TRITON_INTERPRET=1 (read when @triton.jit runs), rebuilt again afterwards under the
-    process's own setting: compiled for GPU tests later in the same process, interpreted where conftest.py chose the
-    interpreter (deleting the variable there left compiled kernels that later interpreter tests could not run)."""
+def interpreted(interpret_kernels):
+    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
     from convforge.models import _kernels, _pool_triton
 
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    importlib.reload(_pool_triton)
-    _kernels._kernels.cache_clear()
-    yield _kernels
-    monkeypatch.undo()
-    importlib.reload(_pool_triton)
-    _kernels._kernels.cache_clear()
+    with interpret_kernels(_pool_triton, _kernels._kernels):
+        yield _kernels
 
 
 @pytest.mark.parametrize("shape, window", [((3, 70, 9, 8), (2, 2)), ((2, 5, 7, 10), (3, 2))])

@@ -23,7 +23,6 @@ ENABLED = True  # benchmarks switch the fused path off to measure PyTorch's
 MAX_TAPS = 32  # C x KH x KW: the first layers of image models; larger convs are GEMM work for cuDNN
 MAX_OUT = 128  # output channels held in one program's accumulator
 PIXELS = 64  # output pixels per program (x all output channels)
-DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 def activation_code(conv: nn.Module, act: nn.Module) -> int | None:
@@ -37,32 +36,23 @@ def activation_code(conv: nn.Module, act: nn.Module) -> int | None:
         return None
     if conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] > MAX_TAPS or conv.out_channels > MAX_OUT:
         return None
-    if type(act) is nn.ReLU:
-        return 0
-    if type(act) is nn.GELU and act.approximate == "none":
-        return 1
-    return None
+    return _kernels.activation_code(act)
 
 
 def pairs(layers: nn.ModuleList) -> frozenset[int]:
     """Indices of the convs that the kernel can run with the activation after them."""
-    return frozenset(i for i in range(len(layers) - 1) if activation_code(layers[i], layers[i + 1]) is not None)
+    return _kernels.adjacent_pairs(layers, activation_code)
 
 
 def fused_code(conv: nn.Module, act: nn.Module, x: torch.Tensor) -> int | None:
     """The ACT code when this forward may run fused: nothing needs a gradient, a CUDA map, no hooks."""
     code = activation_code(conv, act)
-    if code is None or not (ENABLED and x.is_cuda and x.dim() == 4 and x.dtype in DTYPES and x.numel() > 0):
+    if code is None or x.dim() != 4 or x.shape[1] != conv.in_channels:
         return None
     grads = (x, conv.weight) if conv.bias is None else (x, conv.weight, conv.bias)
     if torch.is_grad_enabled() and any(t.requires_grad for t in grads):
         return None
-    if x.shape[1] != conv.in_channels:
-        return None
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-        return None
-    hooks = (conv._forward_hooks, conv._forward_pre_hooks, act._forward_hooks, act._forward_pre_hooks)
-    return None if any(hooks) or not _kernels.available() else code
+    return code if _kernels.may_fuse(ENABLED, x, conv, act) else None
 
 
 @functools.cache

@@ -12,9 +12,12 @@ deterministic.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
+FLOAT_TYPES = (torch.bfloat16, torch.float16, torch.float32)  # what the fused kernels load and store
 BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 elements, 4 warps
 # Fewer channels than one channel block leave most lanes idle: digits-cnn's 8- and 16-channel pools (batch 128, 28 and
 # 14 px) took 24.6 us forward + 24.2 us backward a step here against PyTorch's 13.3 + 16.5 us (H200,
@@ -61,6 +64,32 @@ def compile_pool(dtype: torch.dtype, kh: int = 2, kw: int = 2) -> None:
     options = dict(KH=kh, KW=kw, BP=BLOCK_P, BC=BLOCK_C, num_warps=4, grid=(1, 1))
     forward.warmup(dtype, dtype, torch.int8, *sizes, **options)
     backward.warmup(dtype, torch.int8, dtype, *sizes, **options)
+
+
+def activation_code(act: nn.Module) -> int | None:
+    """The fused kernels' ACT code for an activation module (_norm_act.py, _conv_act.py): 0 ReLU, 1 GELU in its exact
+    erf form; None for any other."""
+    if type(act) is nn.ReLU:
+        return 0
+    if type(act) is nn.GELU and act.approximate == "none":
+        return 1
+    return None
+
+
+def adjacent_pairs(layers: nn.ModuleList, code: Callable[[nn.Module, nn.Module], int | None]) -> frozenset[int]:
+    """Indices i of the layers that a fused kernel can run together with layer i + 1 (`code` is not None)."""
+    return frozenset(i for i in range(len(layers) - 1) if code(layers[i], layers[i + 1]) is not None)
+
+
+def may_fuse(enabled: bool, x: torch.Tensor, *modules: nn.Module) -> bool:
+    """The conditions every fused path shares: switched on, a 4-d CUDA map of a float type, no tracing, scripting or
+    torch.compile (they see PyTorch's layers), no hooks on the modules (they must fire), Triton available."""
+    if not (enabled and x.is_cuda and x.dim() == 4 and x.dtype in FLOAT_TYPES and x.numel() > 0):
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    hooked = any(m._forward_hooks or m._forward_pre_hooks for m in modules)
+    return not hooked and available()
 
 
 def cdiv(a: int, b: int) -> int:

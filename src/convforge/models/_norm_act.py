@@ -30,40 +30,29 @@ ENABLED = True  # benchmarks switch the fused path off to measure PyTorch's
 SUM_TILE, SUM_WARPS, PROGRAMS_PER_SM = 4096, 8, 4
 APPLY_TILE, APPLY_WARPS = 4096, 4  # the element-wise passes: one tile per program
 FINISH_CHANNELS = 16  # channels per finishing program
-DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 def activation_code(norm: nn.Module, act: nn.Module) -> int | None:
     """The kernels' ACT code for a (batchnorm, activation) module pair they can run, else None."""
     if type(norm) is not nn.BatchNorm2d or not (norm.affine and norm.track_running_stats) or norm.momentum is None:
         return None
-    if type(act) is nn.ReLU:
-        return 0
-    if type(act) is nn.GELU and act.approximate == "none":
-        return 1
-    return None
+    return _kernels.activation_code(act)
 
 
 def pairs(layers: nn.ModuleList) -> frozenset[int]:
     """Indices of the fusable batchnorms directly followed by their activation."""
-    return frozenset(i for i in range(len(layers) - 1) if activation_code(layers[i], layers[i + 1]) is not None)
+    return _kernels.adjacent_pairs(layers, activation_code)
 
 
 def fused_code(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> int | None:
     """The ACT code when this forward of the pair may run fused, else None. Asked at every forward: the modules may
-    have been replaced since the model was built (--sync-bn's SyncBatchNorm), and hooks on either module keep the two
-    separate (they must fire)."""
+    have been replaced since the model was built (--sync-bn's SyncBatchNorm)."""
     code = activation_code(norm, act)
     if code is None or not norm.training:  # a batchnorm in eval mode (transfer learning freezes them) uses its stats
         return None
-    if not (ENABLED and x.is_cuda and x.dim() == 4 and x.dtype in DTYPES and x.numel() > 0):
-        return None
     if not x.is_contiguous(memory_format=torch.channels_last) or norm.weight.dtype != torch.float32:
         return None
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-        return None
-    hooks = (norm._forward_hooks, norm._forward_pre_hooks, act._forward_hooks, act._forward_pre_hooks)
-    return None if any(hooks) or not _kernels.available() else code
+    return code if _kernels.may_fuse(ENABLED, x, norm, act) else None
 
 
 def norm_act(norm: nn.BatchNorm2d, code: int, x: torch.Tensor) -> torch.Tensor:
