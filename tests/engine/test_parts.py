@@ -182,6 +182,12 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert not warmup._uses_maxpool("digits-cnn")  # 8- and 16-channel pools: PyTorch's kernels (models/_kernels.py)
     assert not warmup._uses_maxpool("resnet18")  # its 3x3 stride-2 pool overlaps
     assert warmup._uses_maxpool("no-such-model")  # cannot tell: warm the kernels anyway
+    import convforge.recipes  # noqa: F401  registers cifar10-fast
+
+    norms, convs = warmup._fused_pairs("cifar10-fast")  # the fused kernels its SpecNet will launch
+    assert norms == {(64, 1), (256, 1)} and [(c.in_channels, c.out_channels, code) for c, code in convs] == [(3, 24, 1)]
+    assert warmup._fused_pairs("digits-cnn") == ({(8, 0), (16, 0), (32, 0)}, [])
+    assert warmup._fused_pairs("no-such-model") == (set(), [])
 
 
 def test_training_never_imports_dynamo_and_optimizer_methods_are_restored(tmp_path) -> None:

@@ -39,9 +39,8 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
-        fused = set() if cfg.compile else _norm_act_pairs(str(cfg.model))
-        stems = [] if cfg.compile else _conv_act_pairs(str(cfg.model))
-        args = (device, dtype, _uses_maxpool(str(cfg.model)), adam, (fused, stems), bool(cfg.compile))
+        pairs = (set(), []) if cfg.compile else _fused_pairs(str(cfg.model))  # --compile: inductor's own kernels
+        args = (device, dtype, _uses_maxpool(str(cfg.model)), adam, pairs, bool(cfg.compile))
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -67,27 +66,19 @@ def _uses_maxpool(model: str) -> bool:
     return layers is None or any(_kernels.suits(channels) for channels in _pool_channels(layers))
 
 
-def _conv_act_pairs(model: str) -> list[tuple[torch.nn.Conv2d, int]]:
-    """(conv, ACT code) of each conv + activation pair that SpecNet can run fused (models/_conv_act.py), from the zoo
-    model built on the meta device for a 3-channel input (the convs keep their shapes; no memory)."""
+def _fused_pairs(model: str) -> tuple[set[tuple[int, int]], list[tuple[torch.nn.Conv2d, int]]]:
+    """What SpecNet will run fused: (channels, ACT code) of each batchnorm + activation pair (models/_norm_act.py)
+    and (conv, ACT code) of each conv + activation pair (models/_conv_act.py), from the zoo model built on the meta
+    device for a 3-channel input (shapes without memory; other channel counts compile at first use)."""
     try:
         with torch.device("meta"):
             net = build_model(resolve_spec(model, in_shape=(3, 32, 32), num_classes=10))
-    except Exception:
-        return []
-    return [(net.layers[i], _conv_act.activation_code(net.layers[i], net.layers[i + 1])) for i in sorted(net.conv_act)]
-
-
-def _norm_act_pairs(model: str) -> set[tuple[int, int]]:
-    """(channels, ACT code) of each batchnorm + ReLU/GELU pair that SpecNet runs fused (models/_norm_act.py): the
-    top-level layers, a batchnorm directly followed by its activation."""
-    layers = _layers(model) or []
-    codes = {"relu": 0, "gelu": 1}
-    return {
-        (layer["out_shape"][0], codes[after["type"]])
-        for layer, after in zip(layers, layers[1:])
-        if layer["type"] == "batchnorm" and after["type"] in codes and len(layer.get("out_shape", ())) == 3
-    }
+    except Exception:  # a spec file, or a zoo entry that wants another input size
+        return set(), []
+    layers = net.layers
+    norms = {(layers[i].num_features, _norm_act.activation_code(layers[i], layers[i + 1])) for i in net.norm_act}
+    convs = [(layers[i], _conv_act.activation_code(layers[i], layers[i + 1])) for i in sorted(net.conv_act)]
+    return norms, convs
 
 
 def _pool_channels(node) -> list[int]:
@@ -134,7 +125,7 @@ def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
 
 def _compile(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, pairs: tuple) -> None:
     """The Triton compiles, in COMPILE_THREADS threads (ptxas runs as a subprocess; the rest holds the GIL part of
-    the time: 4 threads compiled folder-fast's kernels 1.6-2.1x faster than one)."""
+    the time: 4 threads compiled folder-fast's kernels 1.5-2.1x faster than one, triton_compile_time_*.log)."""
     fused, stems = pairs
     jobs = []
     if pool:
