@@ -63,6 +63,25 @@ def stem_forward(conv: nn.Conv2d, act: nn.Module, code: int, x: torch.Tensor, fu
         return _conv_act.conv_act(conv, code, x) if fused else act(conv(x))
 
 
+def stem_sweep() -> list[dict]:
+    """us of each stem's fused forward per (pixels per program, warps)."""
+    from convforge.models import _conv_act
+
+    rows, saved = [], (_conv_act.PIXELS, _conv_act.WARPS)
+    for pixels, warps in itertools.product([32, 64, 128, 256], [2, 4, 8]):
+        _conv_act.PIXELS, _conv_act.WARPS = pixels, warps
+        row = dict(pixels=pixels, warps=warps)
+        for name, (shape, out, k, act_cls) in STEMS.items():
+            conv, act = nn.Conv2d(shape[1], out, k).cuda().requires_grad_(False), act_cls()
+            x = torch.randn(shape, device="cuda").contiguous(memory_format=torch.channels_last)
+            fn = functools.partial(stem_forward, conv, act, _conv_act.activation_code(conv, act), x, True)
+            row[name] = round(replay_us(captured(fn)), 1)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    _conv_act.PIXELS, _conv_act.WARPS = saved
+    return rows
+
+
 def stem_rows() -> list[dict]:
     from convforge.models import _conv_act
 
@@ -114,6 +133,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     stems = stem_rows()
+    stem_sweeps = stem_sweep() if a.sweep else []
     if a.sweep:
         sweep(sweeps)
     dev = torch.cuda.get_device_name()
@@ -123,7 +143,8 @@ def main() -> None:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"norm_act_speed_{dev.replace(' ', '-')}_{now[:10]}"
-    (out / f"{stem}.json").write_text(json.dumps(dict(meta=meta, rows=rows, stems=stems, sweep=sweeps), indent=1))
+    results = dict(meta=meta, rows=rows, stems=stems, stem_sweep=stem_sweeps, sweep=sweeps)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1))
     lines = [f"# batchnorm + activation fwd+bwd, bf16 channels_last, CUDA graph: {dev}, torch {meta['torch']}, {now}",
              "", f"Launch constants: {constants}", "",
              "| recipe | shape | act | PyTorch us | fused us | speed-up |", "|---|---|---|---|---|---|"]  # fmt: skip
@@ -142,6 +163,10 @@ def main() -> None:
         shape = "x".join(map(str, r["shape"]))
         lines.append(f"| {r['recipe']} | {shape} | {r['stem']} | {r['act']} | {r['torch_us']} | {r['fused_us']} "
                      f"| {r['torch_us'] / r['fused_us']:.2f}x |")  # fmt: skip
+    if stem_sweeps:
+        lines += ["", "| stem: pixels per program | warps | " + " | ".join(STEMS) + " |", "|---|---|---|---|"]
+        for r in stem_sweeps:
+            lines.append(f"| {r['pixels']} | {r['warps']} | " + " | ".join(str(r[n]) for n in STEMS) + " |")
     if sweeps:
         lines += ["", "| sweep | setting | all shapes, fused us |", "|---|---|---|"]
         lines += [f"| {s['sweep']} | {s['setting']} | {s['total_us']} |" for s in sweeps]

@@ -3,7 +3,8 @@ used where no gradient is wanted (evaluation, prediction, and training once the 
 
 Why: cuDNN runs such first layers (3 input channels, 2x2 or 3x3 kernels) with a generic engine and the activation as a
 second pass. cifar10-fast's frozen whitening conv (3 -> 24 channels, 2x2, batch 1024) took 135 us a step and its GELU
-33 more, for 47 MB of output (H200, benchmarks/results/step_variants_normact_*.json). Here each output is the sum of
+33 more, for 47 MB of output (H200, benchmarks/results/step_variants_normact_*.json); conv2d + GELU under autocast
+took 244 us where this kernel takes 100 (norm_act_speed_*.md). Here each output is the sum of
 C x KH x KW (<= MAX_TAPS) products accumulated in fp32, plus the bias, through the activation and rounded once; the
 input is read as it comes (fp32 images: no cast kernel), the output takes autocast's type inside autocast.
 SpecNet (models/build.py) routes top-level (Conv2d, ReLU | GELU) pairs here; anything that needs a gradient, export,
@@ -22,7 +23,9 @@ from . import _kernels
 ENABLED = True  # benchmarks switch the fused path off to measure PyTorch's
 MAX_TAPS = 32  # C x KH x KW: the first layers of image models; larger convs are GEMM work for cuDNN
 MAX_OUT = 128  # output channels held in one program's accumulator
-PIXELS = 64  # output pixels per program (x all output channels)
+# output pixels per program (x all output channels), warps per program: 128 x 2 took 100 us on cifar10-fast's stem
+# at batch 1024, 64 x 4 took 129, 32-256 x 2-8 100-186 (benchmarks/results/norm_act_speed_sweep_*.md, H200)
+PIXELS, WARPS = 128, 2
 
 
 def activation_code(conv: nn.Module, act: nn.Module) -> int | None:
@@ -74,7 +77,7 @@ def compile_kernel(conv: nn.Conv2d, code: int, dtype: torch.dtype) -> None:
                   PAD=_pad(conv)[0], OUT=o, BO=_block(o))  # fmt: skip
     f32 = torch.float32
     _source().conv_act_forward.warmup(
-        f32, f32, f32, dtype, *[2**20] * 9, ACT=code, HAS_BIAS=conv.bias is not None, BP=PIXELS, num_warps=4,
+        f32, f32, f32, dtype, *[2**20] * 9, ACT=code, HAS_BIAS=conv.bias is not None, BP=PIXELS, num_warps=WARPS,
         grid=(1,), **shapes,
     )  # fmt: skip
 
@@ -102,6 +105,6 @@ def conv_act(conv: nn.Conv2d, code: int, x: torch.Tensor) -> torch.Tensor:
     shapes = dict(C=c, KH=kh, KW=kw, STRIDE=stride, PAD=pad, OUT=o, BO=_block(o))
     _source().conv_act_forward[(_kernels.cdiv(pixels, PIXELS),)](
         x, taps, bias, y, pixels, ho, wo, h, w, *x.stride(), ACT=code, HAS_BIAS=conv.bias is not None,
-        BP=PIXELS, num_warps=4, **shapes,
+        BP=PIXELS, num_warps=WARPS, **shapes,
     )  # fmt: skip
     return y
