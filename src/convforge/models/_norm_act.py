@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from functools import partial
 from typing import NamedTuple
 
 import torch
@@ -107,8 +106,8 @@ def compile_kernels(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> None:
 
 def compile_jobs(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> list[Callable[[], object]]:
     """compile_kernels' work as independent calls, one per distinct specialization (engine/warmup.py runs them in
-    threads while the data loads: folder-fast's 10 kernels took 2.1-2.8 s in one thread, 1.35 s in four on an H200
-    host, benchmarks/results/triton_compile_time_*.log)."""
+    threads while the data loads: folder-fast's 10 kernels took 2.1-2.8 s in one thread, 1.35-1.42 s in four on
+    H200 hosts, benchmarks/results/triton_compile_time_*.log)."""
     jobs: dict[tuple, Callable[[], object]] = {}  # channel counts with the same tiles share kernels
     for c, code in sorted(pairs):
         for key, job in _compile_jobs(dtype, c, code).items():
@@ -124,18 +123,24 @@ def _compile_jobs(dtype: torch.dtype, c: int, code: int) -> dict[tuple, Callable
     apply = dict(ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS, grid=(1, 1))
     finish = dict(BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS, grid=(1,))
     wide = c % 16 == 0  # Triton's "divisible by 16" specialization of the channel count
-    return {
-        ("stats_partial", p.bc, wide): partial(k.stats_partial.warmup, ptr, f32, 2**20, c, 4096, 256, **sums),
-        ("stats_finish", p.finish_bc, wide): partial(
-            k.stats_finish.warmup, ptr, f32, *[f32] * 8, i64, 0.1, 1e-5, 2**20, c, 256, **finish
+    rows, per_program, programs = 2**20, 4096, 256  # unspecialized sizes: any values
+    calls = {  # key: (kernel, arguments as a launch passes them, constexprs and launch options)
+        ("stats_partial", p.bc, wide): (k.stats_partial, (ptr, f32, rows, c, per_program, programs), sums),
+        ("stats_finish", p.finish_bc, wide): (
+            k.stats_finish,
+            (ptr, f32, *[f32] * 8, i64, 0.1, 1e-5, rows, c, programs),
+            finish,
         ),
-        ("apply_forward", p.bc, wide, code): partial(k.apply_forward.warmup, ptr, ptr, f32, f32, 2**20, c, **apply),
-        ("grad_partial", p.bc, wide, code): partial(
-            k.grad_partial.warmup, ptr, ptr, ptr, *[f32] * 5, 2**20, c, 4096, 256, ACT=code, **sums
+        ("apply_forward", p.bc, wide, code): (k.apply_forward, (ptr, ptr, f32, f32, rows, c), apply),
+        ("grad_partial", p.bc, wide, code): (
+            k.grad_partial,
+            (ptr, ptr, ptr, *[f32] * 5, rows, c, per_program, programs),
+            {**sums, "ACT": code},
         ),
-        ("sum_partials", p.finish_bc, wide): partial(k.sum_partials.warmup, f32, f32, c, 256, **finish),
-        ("grad_apply", p.bc, wide, code): partial(k.grad_apply.warmup, ptr, ptr, ptr, *[f32] * 5, 2**20, c, **apply),
+        ("sum_partials", p.finish_bc, wide): (k.sum_partials, (f32, f32, c, programs), finish),
+        ("grad_apply", p.bc, wide, code): (k.grad_apply, (ptr, ptr, ptr, *[f32] * 5, rows, c), apply),
     }
+    return {key: functools.partial(kernel.warmup, *args, **kw) for key, (kernel, args, kw) in calls.items()}
 
 
 class NormAct(torch.autograd.Function):
@@ -148,13 +153,13 @@ class NormAct(torch.autograd.Function):
         rows = n * h * w
         p = _plan(rows, c, _sms(x.device))
         f32 = dict(dtype=torch.float32, device=x.device)
-        partial = torch.empty(2, p.programs, c, **f32)
+        partials = torch.empty(2, p.programs, c, **f32)
         sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS)
-        k.stats_partial[(p.programs, p.blocks)](x, partial, rows, c, p.per_program, p.programs, **sums)
+        k.stats_partial[(p.programs, p.blocks)](x, partials, rows, c, p.per_program, p.programs, **sums)
         stats = torch.empty(4, c, **f32)  # mean, 1/std, scale, shift
         mean, rstd, scale, shift = stats
         k.stats_finish[(_kernels.cdiv(c, p.finish_bc),)](
-            x, partial, weight, bias, mean, rstd, scale, shift, norm.running_mean, norm.running_var,
+            x, partials, weight, bias, mean, rstd, scale, shift, norm.running_mean, norm.running_var,
             norm.num_batches_tracked, norm.momentum, norm.eps, rows, c, p.programs, BP=SUM_TILE // p.finish_bc,
             BC=p.finish_bc, num_warps=SUM_WARPS,
         )  # fmt: skip
@@ -174,15 +179,15 @@ class NormAct(torch.autograd.Function):
         n, c, h, w = x.shape
         rows = n * h * w
         p = _plan(rows, c, _sms(x.device))
-        partial = torch.empty(2, p.programs, c, dtype=torch.float32, device=x.device)
+        partials = torch.empty(2, p.programs, c, dtype=torch.float32, device=x.device)
         g = torch.empty_like(dy) if ctx.code == 1 else dy  # GELU's g is stored, ReLU's recomputed (grad_partial)
         k.grad_partial[(p.programs, p.blocks)](
-            x, dy, g, scale, shift, mean, rstd, partial, rows, c, p.per_program, p.programs, ACT=ctx.code,
+            x, dy, g, scale, shift, mean, rstd, partials, rows, c, p.per_program, p.programs, ACT=ctx.code,
             BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS,
         )  # fmt: skip
         sums = torch.empty(2, c, dtype=torch.float32, device=x.device)  # of g, of g * xhat: bias, weight gradients
         k.sum_partials[(_kernels.cdiv(c, p.finish_bc),)](
-            partial, sums, c, p.programs, BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS
+            partials, sums, c, p.programs, BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS
         )  # fmt: skip
         dx = None
         if ctx.needs_input_grad[0]:
