@@ -1,7 +1,8 @@
 """folder_fast: Imagenette-128 85.25% +- 1.08% over 5 runs (1,500 held out), 40 epochs, training loop 2.9 s, H200,
 torch 2.11, with the fused batchnorm + ReLU kernels (benchmarks/results/train_speed_*_normact_fashion_folder.md; the
 same 5 seeds before them: 85.71% +- 0.64%, 3.7 s). As a command on a fresh H200 (folder_cli_threads_*.log): 14.6 s
-wall, then 10.2 s. Earlier: 85.8% mean of 3 runs.
+wall, then 10.2 s. 45 epochs (benchmarks/folder_epochs.py, folder_fast_epochs_normact_*.json): 85.57% (min 84.27%)
+in 3.25 s, and 15.8 s as a fresh command (folder_cli_e45_fresh.log): not adopted. Earlier: 85.8% mean of 3 runs.
 Wall time incl. decoding (each run decodes afresh; train_speed_*_folder_warmup.md): 16.3 s for the first run on a
 fresh machine (CUDA/cuDNN start-up and the Triton kernels' compilation overlap the decoding: engine/warmup.py; 19.9 s
 without that), then 11.6 and 12.6 s; training loop 4.1 s (4.9 s first run).
