@@ -12,18 +12,10 @@ import pytest
 from convforge.cudagen import codegen
 from convforge.cudagen._random_run import make_run
 from convforge.cudagen.build import find_nvcc
-from convforge.errors import ConvforgeError
 
-
-def _have_nvcc() -> bool:
-    try:
-        find_nvcc()
-        return True
-    except ConvforgeError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _have_nvcc() or shutil.which("make") is None, reason="needs nvcc and make")
+pytestmark = pytest.mark.skipif(
+    find_nvcc(required=False) is None or shutil.which("make") is None, reason="needs nvcc and make"
+)
 
 
 @pytest.fixture(scope="module")

@@ -23,13 +23,6 @@ RESNET_STEM = [115, 115, 16, 16, 64, 64, 112, 112, 4, 4, 1, 1, 0, 0, 1, 1, 1, 25
 ALEXNET_STEM = [57, 57, 48, 48, 64, 64, 55, 55, 3, 3, 1, 1, 0, 0, 1, 1, 1, 432, 448]
 
 
-def _nvcc() -> str | None:
-    try:
-        return find_nvcc()
-    except ConvforgeError:
-        return None
-
-
 def test_halo_tiles_for_resnet18_and_stems():
     """64-channel 3x3 layers: the 16-warp 256-pixel tile from the first batch with a tile per SM (13 tiles an image
     at 56 x 56: batch 11), the 128-pixel one below; stems (K < 576) keep the 128-pixel tile at every batch."""
@@ -96,13 +89,13 @@ def _printed_values(tmp_path, header: str, expressions: list[str]) -> list[int]:
     src.write_text(f'#include <cstdio>\n#include "{header}"\nint main() {{\n{body}}}\n')
     inc = pathlib.Path(__file__).resolve().parents[2] / KERNELS
     exe = tmp_path / "values"
-    build = subprocess.run([_nvcc(), "-std=c++17", "-arch=sm_90a", "-I", str(inc), str(src), "-o", str(exe)],
+    build = subprocess.run([find_nvcc(), "-std=c++17", "-arch=sm_90a", "-I", str(inc), str(src), "-o", str(exe)],
                            capture_output=True, text=True, timeout=300)  # fmt: skip
     assert build.returncode == 0, build.stderr[-2000:]
     return [int(v) for v in subprocess.run([str(exe)], capture_output=True, text=True, check=True).stdout.split()]
 
 
-@pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
+@pytest.mark.skipif(find_nvcc(required=False) is None, reason="needs nvcc")
 def test_halo_smem_matches_the_kernel(tmp_path):
     """nhwc.halo_smem mirrors HaloTile<...>::smem_bytes (what the launcher asks for) for both tiles, with and
     without a residual."""
@@ -118,7 +111,7 @@ def test_halo_smem_matches_the_kernel(tmp_path):
     assert max(got) <= 227 * 1024 and got[2] == 222208  # resnet18's 64-channel layer, 256-pixel tile
 
 
-@pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
+@pytest.mark.skipif(find_nvcc(required=False) is None, reason="needs nvcc")
 def test_shift_smem_matches_the_kernel(tmp_path):
     shapes = [RESNET_64, RESNET_STEM, ALEXNET_STEM]
     exprs = [f"cf::ShiftTile<{s[2]}, {s[8]}, {s[9]}>::smem_bytes({s[7]})" for s in shapes]
@@ -153,14 +146,14 @@ def test_generated_project_launches_halo_only_for_sm90(resnet_run, tmp_path, mon
     assert "conv_halo" not in (tmp_path / "d" / "network.cu").read_text()
 
 
-@pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
+@pytest.mark.skipif(find_nvcc(required=False) is None, reason="needs nvcc")
 def test_halo_project_compiles_without_spills(resnet_run, tmp_path, monkeypatch):
     """The default resnet18 224 px build: conv_shift and conv_halo for the stem and the 64-channel layers."""
     for var in (HALO_ENV, TILE_ENV, WGMMA_ENV):
         monkeypatch.delenv(var, raising=False)
     out = tmp_path / "out"
     generate(resnet_run, out, precision="fp16", max_batch=256, arch="sm_90")
-    cmd = [_nvcc(), "-O3", "-std=c++17", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "network.cu", "-o", "net.cubin"]
+    cmd = [find_nvcc(), "-O3", "-std=c++17", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "network.cu", "-o", "net.cubin"]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     entry = r"conv_(?:halo|shift)_kernel\S*' for 'sm_90a'\n.*?\n\s*\d+ bytes stack frame, (\d+) bytes spill stores"

@@ -142,3 +142,15 @@ def test_bad_options(tmp_path):
                          (dict(max_batch=0), "max-batch"), (dict(arch="hopper"), "arch")):  # fmt: skip
         with pytest.raises(ConvforgeError, match=word):
             generate(run, tmp_path / "out", **kwargs)
+
+
+def test_find_nvcc_without_a_toolkit(monkeypatch):
+    """No nvcc anywhere: the one-line error names the fix; required=False (the build tests' skip check) gives None."""
+    from convforge.cudagen import build
+
+    monkeypatch.delenv("CUDACXX", raising=False)
+    monkeypatch.setattr(build.shutil, "which", lambda name: None)
+    monkeypatch.setattr(build, "NVCC_FALLBACKS", ())
+    assert build.find_nvcc(required=False) is None
+    with pytest.raises(ConvforgeError, match="nvcc not found; install the CUDA toolkit"):
+        build.find_nvcc()

@@ -13,27 +13,19 @@ import pytest
 from convforge.cudagen.build import find_nvcc
 from convforge.cudagen.emit import KERNEL_DIR
 from convforge.cudagen.nhwc import TILES
-from convforge.errors import ConvforgeError
 
 INSTANCE = """template __global__ void cf::conv_nhwc_kernel<__half, {bm}, {bn}, {bk}, {warps}, 8, __half>(const __half*,
     const __half*, const float*, const __half*, __half*, cf::NhwcShape, int, int, float, int, float*);
 """
 
 
-def _nvcc() -> str | None:
-    try:
-        return find_nvcc()
-    except ConvforgeError:
-        return None
-
-
-pytestmark = pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
+pytestmark = pytest.mark.skipif(find_nvcc(required=False) is None, reason="needs nvcc")
 
 
 def _ptxas(src: Path, tiles: list[tuple[int, int, int, int]]) -> str:
     body = "".join(INSTANCE.format(bm=bm, bn=bn, bk=bk, warps=warps) for bm, bn, bk, warps in tiles)
     src.write_text(f'#include "common.cuh"\n#include "conv_nhwc.cuh"\n{body}')
-    cmd = [_nvcc(), "-O3", "-std=c++17", "-arch=sm_90", f"-I{KERNEL_DIR}", "-Xptxas", "-v", "-c", str(src)]
+    cmd = [find_nvcc(), "-O3", "-std=c++17", "-arch=sm_90", f"-I{KERNEL_DIR}", "-Xptxas", "-v", "-c", str(src)]
     proc = subprocess.run([*cmd, "-o", str(src.with_suffix(".o"))], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stderr

@@ -16,13 +16,6 @@ from convforge.cudagen.nhwc import WGMMA_ENV, Tile, use_wgmma, wgmma_tile
 from convforge.errors import ConvforgeError
 
 
-def _nvcc() -> str | None:
-    try:
-        return find_nvcc()
-    except ConvforgeError:
-        return None
-
-
 def test_wgmma_tile_reads_the_env():
     assert wgmma_tile({}) == "auto" and wgmma_tile({WGMMA_ENV: "0"}) is None
     assert wgmma_tile({WGMMA_ENV: "1"}) == "all" and wgmma_tile({WGMMA_ENV: "128x256s4"}) == "128x256s4"
@@ -73,7 +66,7 @@ def test_narrow_nets_off_and_only_for_sm90(digits_run, tmp_path, monkeypatch):
     assert info["arch"] == "sm_80" and "conv_wgmma" not in (tmp_path / "b" / "network.cu").read_text()
 
 
-@pytest.mark.skipif(_nvcc() is None, reason="needs nvcc")
+@pytest.mark.skipif(find_nvcc(required=False) is None, reason="needs nvcc")
 def test_wgmma_project_compiles_for_sm90a(digits_run, tmp_path, monkeypatch):
     """digits-cnn fp16: the 4-channel stem keeps conv_nhwc, the 8- and 16-channel convs and the dense layer (fp32
     logits, batches > 8) launch conv_wgmma; the Makefile and CMakeLists target sm_90a."""
@@ -86,7 +79,7 @@ def test_wgmma_project_compiles_for_sm90a(digits_run, tmp_path, monkeypatch):
     assert "conv_wgmma_prepare<Elem, 64, 256, 4, float>();" in src and "conv_nhwc<Elem, 64, 128, 32, 8, 4>" in src
     assert "ARCH ?= sm_90a" in (out / "Makefile").read_text()
     assert "CMAKE_CUDA_ARCHITECTURES 90a" in (out / "CMakeLists.txt").read_text()
-    cmd = [_nvcc(), "-O3", "-std=c++17", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "network.cu", "-o", "net.cubin"]
+    cmd = [find_nvcc(), "-O3", "-std=c++17", "-arch=sm_90a", "-cubin", "-Xptxas", "-v", "network.cu", "-o", "net.cubin"]
     proc = subprocess.run(cmd, cwd=out, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     entry = r"conv_wgmma_kernel\S*' for 'sm_90a'\n.*?\n\s*\d+ bytes stack frame, (\d+) bytes spill stores"
