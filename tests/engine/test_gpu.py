@@ -54,7 +54,7 @@ def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():
 
     before = compiled()
     assert before >= 3  # pool forward, Adam with a float lr and with a device lr
-    for shape in [(4, 16, 9, 9), (8, 64, 30, 30)]:
+    for shape in [(4, 256, 9, 9), (8, 64, 30, 30)]:  # cifar10-fast's channel counts: the kernels warmed for them
         x = torch.randn(shape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
         assert torch.equal(_kernels.WindowMax.apply(x, 2, 2), torch.nn.functional.max_pool2d(x, 2))
     param, grad, m, v = (torch.rand(784 * 128, device="cuda") for _ in range(4))
@@ -105,22 +105,25 @@ def test_triton_adam_for_big_tensors_equals_torch_fused_adam_captured(cls_name):
         torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)
 
 
-def test_pools_over_few_channels_keep_pytorchs_kernels(monkeypatch):
-    """models/_kernels.py suits(): 8- and 16-channel maps (digits-cnn) were slower in the Triton kernel."""
+def test_pools_over_few_channels_run_triton_with_narrow_blocks(monkeypatch):
+    """models/_kernels.py: 3-, 8-, 16- and 32-channel maps (digits-cnn, simple-cnn) run the Triton pool with channel
+    blocks of their width (pool_blocks), values and gradients equal to max_pool2d's."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
     from convforge.models import _kernels
     from convforge.models._modules import WindowMaxPool
 
-    def triton_pool(*args):
-        raise AssertionError("the Triton pool ran")
-
-    monkeypatch.setattr(_kernels.WindowMax, "apply", triton_pool)
+    ran = []
+    original = _kernels.WindowMax.apply
+    monkeypatch.setattr(_kernels.WindowMax, "apply", lambda *a: ran.append(a[0].shape[1]) or original(*a))
+    assert [_kernels.pool_blocks(c) for c in (3, 8, 16, 64, 256)] == [(512, 4), (256, 8), (128, 16), (32, 64), (32, 64)]
     pool = WindowMaxPool(2)
-    c = _kernels.MIN_CHANNELS
-    for shape in [(4, c // 2, 16, 16), (4, c // 8, 28, 28)]:
-        x = torch.randn(shape, device="cuda").contiguous(memory_format=torch.channels_last)
-        assert torch.equal(pool(x), torch.nn.functional.max_pool2d(x, 2))
-    wide = torch.randn(4, c, 7, 7, device="cuda").contiguous(memory_format=torch.channels_last)
-    with pytest.raises(AssertionError, match="Triton pool ran"):
-        pool(wide)
+    for shape in [(4, 3, 9, 9), (128, 8, 28, 28), (128, 16, 14, 14), (32, 32, 13, 13)]:
+        x = torch.randn(shape, device="cuda").contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        ref = x.detach().clone().requires_grad_(True)
+        y, expected = pool(x), torch.nn.functional.max_pool2d(ref, 2)
+        grad = torch.randn_like(expected)
+        y.backward(grad)
+        expected.backward(grad)
+        assert torch.equal(y, expected) and torch.equal(x.grad, ref.grad)
+    assert ran == [3, 8, 16, 32]

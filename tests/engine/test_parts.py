@@ -178,10 +178,10 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     thread = warmup.start(TrainConfig(model="mlp", compile=True), torch.device("cpu"))
     thread.join(timeout=120)
     assert not thread.is_alive() and "torch._dynamo" in sys.modules  # what torch.compile imports first
-    assert warmup._uses_maxpool("cifar10-fast") and not warmup._uses_maxpool("mlp")
-    assert not warmup._uses_maxpool("digits-cnn")  # 8- and 16-channel pools: PyTorch's kernels (models/_kernels.py)
-    assert not warmup._uses_maxpool("resnet18")  # its 3x3 stride-2 pool overlaps
-    assert warmup._uses_maxpool("no-such-model")  # cannot tell: warm the kernels anyway
+    assert warmup._pool_channels_of("cifar10-fast") == {64, 256} and warmup._pool_channels_of("mlp") == set()
+    assert warmup._pool_channels_of("digits-cnn") == {8, 16}  # narrower channel blocks (models/_kernels.py)
+    assert warmup._pool_channels_of("resnet18") == set()  # its 3x3 stride-2 pool overlaps: PyTorch's
+    assert warmup._pool_channels_of("no-such-model") is None  # cannot tell: warm the 64-channel kernels anyway
     import convforge.recipes  # noqa: F401  registers cifar10-fast
 
     norms, convs = warmup._fused_pairs("cifar10-fast")  # the fused kernels its SpecNet will launch

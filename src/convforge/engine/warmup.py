@@ -40,7 +40,7 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
         pairs = (set(), []) if cfg.compile else _fused_pairs(str(cfg.model))  # --compile: inductor's own kernels
-        args = (device, dtype, _uses_maxpool(str(cfg.model)), adam, pairs, bool(cfg.compile))
+        args = (device, dtype, _pool_channels_of(str(cfg.model)), adam, pairs, bool(cfg.compile))
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -59,11 +59,11 @@ def _layers(model: str) -> list[dict] | None:
         return None
 
 
-def _uses_maxpool(model: str) -> bool:
-    """Whether the zoo model has a max pool that runs the Triton kernels (_kernels.suits its channel count); True
-    when it cannot be told (the kernels are warmed anyway)."""
+def _pool_channels_of(model: str) -> set[int] | None:
+    """Channel counts of the zoo model's max pools that run the Triton kernels (_kernels.suits them); None when it
+    cannot be told (the kernels are warmed for 64 channels anyway)."""
     layers = _layers(model)
-    return layers is None or any(_kernels.suits(channels) for channels in _pool_channels(layers))
+    return None if layers is None else {c for c in _pool_channels(layers) if _kernels.suits(c)}
 
 
 def _fused_pairs(model: str) -> tuple[set[tuple[int, int]], list[tuple[torch.nn.Conv2d, int]]]:
@@ -91,14 +91,15 @@ def _pool_channels(node) -> list[int]:
     return found + [c for value in node.values() for c in _pool_channels(value)]
 
 
-def _warm(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, pairs: tuple, dynamo: bool) -> None:
+def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: tuple,
+          dynamo: bool) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
-    launch: the max pool's, Adam's big-tensor update (`adam`: None for other solvers, else AdamW's decoupled decay),
-    the fused batchnorm + activation's for each (channels, activation) and the fused conv + activation's for each
-    (conv, activation) of `pairs`."""
+    launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
+    other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation)
+    and the fused conv + activation's for each (conv, activation) of `pairs`."""
     compiling = None
-    if (pool or adam is not None or any(pairs)) and _kernels.available():
-        args = (_compile, device, dtype, pool, adam, pairs)
+    if (pools != set() or adam is not None or any(pairs)) and _kernels.available():
+        args = (_compile, device, dtype, pools, adam, pairs)
         compiling = threading.Thread(target=_quietly, args=args, daemon=True)
         compiling.start()
     _quietly(_start_cudnn, device, dtype)
@@ -123,13 +124,13 @@ def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
         torch.cuda.synchronize(device)
 
 
-def _compile(device: torch.device, dtype: torch.dtype, pool: bool, adam: bool | None, pairs: tuple) -> None:
+def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: tuple) -> None:
     """The Triton compiles, in COMPILE_THREADS threads (ptxas runs as a subprocess; the rest holds the GIL part of
     the time: 4 threads compiled folder-fast's kernels 1.5-2.1x faster than one, triton_compile_time_*.log)."""
     fused, stems = pairs
     jobs = []
-    if pool:
-        jobs.append(functools.partial(_kernels.compile_pool, dtype))
+    if pools != set():
+        jobs.append(functools.partial(_kernels.compile_pool, dtype, pools))
     if adam is not None:
         jobs.append(functools.partial(kernels.compile_adam, device, decoupled=adam))
     jobs += _norm_act.compile_jobs(dtype, fused) if fused else []

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 FLOAT_TYPES = (torch.bfloat16, torch.float16, torch.float32)  # what the fused kernels load and store
-BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 elements, 4 warps
-# Fewer channels than one channel block leave most lanes idle: digits-cnn's 8- and 16-channel pools (batch 128, 28 and
-# 14 px) took 24.6 us forward + 24.2 us backward a step here against PyTorch's 13.3 + 16.5 us (H200,
-# benchmarks/results/step_profile_chunk_hits_*.md vs step_profile_*.md): such maps keep PyTorch's kernels.
-MIN_CHANNELS = BLOCK_C
+BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 elements, 4 warps (pool_blocks)
+# Every channel count: maps of fewer than 64 channels take a narrower channel block (pool_blocks). With the 64-wide
+# block, digits-cnn's 8- and 16-channel pools had taken 24.6 + 24.2 us a step against PyTorch's 13.3 + 16.5, and
+# such maps were left to PyTorch; with it, fwd + bwd in a CUDA graph (maxpool_speed_*_small.md, H200): digits-cnn
+# 128x8x28x28 / 128x16x14x14 15 / 6 us vs PyTorch's 18 / 15, simple-cnn 32x32x30x30 / 32x32x13x13 6 / 8 vs 21 / 15.
+MIN_CHANNELS = 1
 # Not small maps, though the microbenchmark says so (1024 x 256 x 7 x 7: 0.30 ms forward + backward against PyTorch's
 # 0.15, maxpool_speed_*_pool_vector.md): with cifar10-fast's 7 x 7 pool left to PyTorch, its 8 epochs took 1.16 s
 # instead of 1.13 s (3 seeds each, one H200, cifar_sweep_*_pool_suits.md vs *_pool_vector.md).
@@ -52,18 +53,22 @@ def _kernels():
     return _pool_triton.pool_forward, _pool_triton.pool_backward
 
 
-def compile_pool(dtype: torch.dtype, kh: int = 2, kw: int = 2) -> None:
-    """Compile (or load from Triton's disk cache) the pool kernels for `dtype` maps without running them.
+def compile_pool(dtype: torch.dtype, channels: set[int] | None = None, kh: int = 2, kw: int = 2) -> None:
+    """Compile (or load from Triton's disk cache) the pool kernels for `dtype` maps of each channel count in `channels`
+    (default: 64) without running them.
 
-    Triton specializes on dtypes, pointer alignment, the constexprs and whether the channel count is a multiple of 16
-    (the other sizes are not specialized), so these are the kernels a later launch on real maps of 64, 128, 256...
-    channels picks up (engine/warmup.py calls this while data loads); other channel counts compile at first use.
+    Triton specializes on dtypes, pointer alignment, the constexprs (the blocks follow the channel count) and whether
+    the channel count is a multiple of 16 (the other sizes are not specialized), so these are the kernels a later
+    launch on real maps picks up (engine/warmup.py calls this while data loads).
     """
     forward, backward = _kernels()
-    sizes = (1, 1, 1, kh, kw, MIN_CHANNELS)  # a channel count divisible by 16, like the maps the kernels take
-    options = dict(KH=kh, KW=kw, BP=BLOCK_P, BC=BLOCK_C, num_warps=4, grid=(1, 1))
-    forward.warmup(dtype, dtype, torch.int8, *sizes, **options)
-    backward.warmup(dtype, torch.int8, dtype, *sizes, **options)
+    variants = {(pool_blocks(c), c % 16 == 0): c for c in sorted(channels or {BLOCK_C})}  # one count per kernel
+    for c in variants.values():
+        bp, bc = pool_blocks(c)
+        sizes = (1, 1, 1, kh, kw, c)
+        options = dict(KH=kh, KW=kw, BP=bp, BC=bc, num_warps=4, grid=(1, 1))
+        forward.warmup(dtype, dtype, torch.int8, *sizes, **options)
+        backward.warmup(dtype, torch.int8, dtype, *sizes, **options)
 
 
 def activation_code(act: nn.Module) -> int | None:
@@ -97,12 +102,20 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
+def pool_blocks(c: int) -> tuple[int, int]:
+    """Output positions x channels per program: BLOCK_P x BLOCK_C from 64 channels on; fewer channels take a
+    narrower channel block and as many more positions (the same 2048 elements a program)."""
+    bc = min(BLOCK_C, max(4, 1 << max(0, c - 1).bit_length()))
+    return BLOCK_P * BLOCK_C // bc, bc
+
+
 def _launch(kernel, tensors: tuple[torch.Tensor, ...], shape: tuple[int, ...], kh: int, kw: int) -> None:
     n, c, h, w = shape
     ho, wo = h // kh, w // kw
     positions = n * ho * wo
-    grid = (cdiv(positions, BLOCK_P), cdiv(c, BLOCK_C))
-    kernel[grid](*tensors, positions, ho, wo, h, w, c, KH=kh, KW=kw, BP=BLOCK_P, BC=BLOCK_C, num_warps=4)
+    bp, bc = pool_blocks(c)
+    grid = (cdiv(positions, bp), cdiv(c, bc))
+    kernel[grid](*tensors, positions, ho, wo, h, w, c, KH=kh, KW=kw, BP=bp, BC=bc, num_warps=4)
 
 
 class WindowMax(torch.autograd.Function):

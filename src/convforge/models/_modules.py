@@ -26,9 +26,9 @@ class Maxout(nn.Module):
 
 class WindowMaxPool(nn.MaxPool2d):
     """nn.MaxPool2d whose CUDA forward/backward are Triton kernels (models/_kernels.py) when windows do not overlap
-    (stride = kernel, no padding, no dilation, floor mode), the input is channels_last (the training layout on
-    CUDA) and has enough channels for them to win (_kernels.suits: >= 64). CPU runs, tracing/ONNX export and
-    torch.compile (which fuses its own pool) keep max_pool2d; outputs and gradients are equal."""
+    (stride = kernel, no padding, no dilation, floor mode) and the input is channels_last (the training layout on
+    CUDA; any channel count: the kernels' channel blocks follow it, _kernels.suits). CPU runs, tracing/ONNX export
+    and torch.compile (which fuses its own pool) keep max_pool2d; outputs and gradients are equal."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = _pair(self.kernel_size)
