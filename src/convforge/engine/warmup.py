@@ -50,31 +50,33 @@ def _import_dynamo() -> None:
     _quietly(importlib.import_module, "torch._dynamo")
 
 
-def _layers(model: str) -> list[dict] | None:
-    """The resolved layers of the zoo model for a 3 x 32 x 32 input (channel counts do not depend on the size), or
-    None for a spec file or a zoo entry that wants another input size."""
+@functools.cache
+def _resolved(model: str):
+    """The zoo model's resolved spec for a 3 x 32 x 32 input (channel counts do not depend on the size), or None for
+    a spec file or a zoo entry that wants another input size. Cached: both helpers below read it, and it only picks
+    which kernels compile early (anything else compiles at first use)."""
     try:
-        return resolve_spec(model, in_shape=(3, 32, 32), num_classes=10).to_dict()["layers"]
+        return resolve_spec(model, in_shape=(3, 32, 32), num_classes=10)
     except Exception:
         return None
 
 
 def _pool_channels_of(model: str) -> set[int] | None:
-    """Channel counts of the zoo model's max pools that run the Triton kernels (_kernels.suits them); None when it
-    cannot be told (the kernels are warmed for 64 channels anyway)."""
-    layers = _layers(model)
-    return None if layers is None else {c for c in _pool_channels(layers) if _kernels.suits(c)}
+    """Channel counts of the zoo model's max pools (the Triton kernels take any: their channel blocks follow it);
+    None when it cannot be told (the kernels are warmed for 64 channels anyway)."""
+    spec = _resolved(model)
+    return None if spec is None else set(_pool_channels(spec.to_dict()["layers"]))
 
 
 def _fused_pairs(model: str) -> tuple[set[tuple[int, int]], list[tuple[torch.nn.Conv2d, int]]]:
     """What SpecNet will run fused: (channels, ACT code) of each batchnorm + activation pair (models/_norm_act.py)
     and (conv, ACT code) of each conv + activation pair (models/_conv_act.py), from the zoo model built on the meta
-    device for a 3-channel input (shapes without memory; other channel counts compile at first use)."""
-    try:
-        with torch.device("meta"):
-            net = build_model(resolve_spec(model, in_shape=(3, 32, 32), num_classes=10))
-    except Exception:  # a spec file, or a zoo entry that wants another input size
+    device (shapes without memory; other channel counts compile at first use)."""
+    spec = _resolved(model)
+    if spec is None:
         return set(), []
+    with torch.device("meta"):
+        net = build_model(spec)
     layers = net.layers
     norms = {(layers[i].num_features, _norm_act.activation_code(layers[i], layers[i + 1])) for i in net.norm_act}
     convs = [(layers[i], _conv_act.activation_code(layers[i], layers[i + 1])) for i in sorted(net.conv_act)]

@@ -19,20 +19,14 @@ from torch import nn
 
 FLOAT_TYPES = (torch.bfloat16, torch.float16, torch.float32)  # what the fused kernels load and store
 BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 elements, 4 warps (pool_blocks)
-# Every channel count: maps of fewer than 64 channels take a narrower channel block (pool_blocks). With the 64-wide
-# block, digits-cnn's 8- and 16-channel pools had taken 24.6 + 24.2 us a step against PyTorch's 13.3 + 16.5, and
-# such maps were left to PyTorch; with it, fwd + bwd in a CUDA graph (maxpool_speed_*_small.md, H200): digits-cnn
-# 128x8x28x28 / 128x16x14x14 15 / 6 us vs PyTorch's 18 / 15, simple-cnn 32x32x30x30 / 32x32x13x13 6 / 8 vs 21 / 15.
-MIN_CHANNELS = 1
-# Not small maps, though the microbenchmark says so (1024 x 256 x 7 x 7: 0.30 ms forward + backward against PyTorch's
-# 0.15, maxpool_speed_*_pool_vector.md): with cifar10-fast's 7 x 7 pool left to PyTorch, its 8 epochs took 1.16 s
-# instead of 1.13 s (3 seeds each, one H200, cifar_sweep_*_pool_suits.md vs *_pool_vector.md).
-
-
-def suits(channels: int) -> bool:
-    """Whether maps of `channels` channels are ones the Triton kernels are faster on (the pool layer asks at run
-    time, engine/warmup.py before compiling them)."""
-    return channels >= MIN_CHANNELS
+# Every channel count takes the Triton pool: maps of fewer than 64 channels take a narrower channel block
+# (pool_blocks). With the 64-wide block, digits-cnn's 8- and 16-channel pools had taken 24.6 + 24.2 us a step against
+# PyTorch's 13.3 + 16.5, and such maps were left to PyTorch; with it, fwd + bwd in a CUDA graph
+# (maxpool_speed_*_small.md, H200): digits-cnn 128x8x28x28 / 128x16x14x14 15 / 6 us vs PyTorch's 18 / 15, simple-cnn
+# 32x32x30x30 / 32x32x13x13 6 / 8 vs 21 / 15.
+# Small maps too, though the microbenchmark says otherwise (1024 x 256 x 7 x 7: 0.30 ms forward + backward against
+# PyTorch's 0.15, maxpool_speed_*_pool_vector.md): with cifar10-fast's 7 x 7 pool left to PyTorch, its 8 epochs took
+# 1.16 s instead of 1.13 s (3 seeds each, one H200, cifar_sweep_*_pool_suits.md vs *_pool_vector.md).
 
 
 @functools.cache

@@ -27,14 +27,14 @@ class Maxout(nn.Module):
 class WindowMaxPool(nn.MaxPool2d):
     """nn.MaxPool2d whose CUDA forward/backward are Triton kernels (models/_kernels.py) when windows do not overlap
     (stride = kernel, no padding, no dilation, floor mode) and the input is channels_last (the training layout on
-    CUDA; any channel count: the kernels' channel blocks follow it, _kernels.suits). CPU runs, tracing/ONNX export
+    CUDA; any channel count: the kernels' channel blocks follow it, _kernels.pool_blocks). CPU runs, tracing/ONNX export
     and torch.compile (which fuses its own pool) keep max_pool2d; outputs and gradients are equal."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k = _pair(self.kernel_size)
         if self._plain(k) or not x.is_cuda or _exporting() or not _kernels.available():
             return super().forward(x)
-        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or not _kernels.suits(x.shape[1]):
+        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
             return super().forward(x)
         return _kernels.WindowMax.apply(x, *k)
 
