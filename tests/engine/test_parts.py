@@ -184,10 +184,19 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert warmup._pool_channels_of("no-such-model") is None  # cannot tell: warm the 64-channel kernels anyway
     import convforge.recipes  # noqa: F401  registers cifar10-fast
 
-    norms, convs = warmup._fused_pairs("cifar10-fast")  # the fused kernels its SpecNet will launch
+    norms, convs, small = warmup._fused_pairs("cifar10-fast", 3, 1024)  # the kernels its SpecNet will launch
     assert norms == {(64, 1), (256, 1)} and [(c.in_channels, c.out_channels, code) for c, code in convs] == [(3, 24, 1)]
-    assert warmup._fused_pairs("digits-cnn") == ({(8, 0), (16, 0), (32, 0)}, [])
-    assert warmup._fused_pairs("no-such-model") == (set(), [])
+    assert small == []  # its 24/64-channel convs at batch 1024 are cuDNN's work (models/_small_conv.py MAX_MACS)
+    norms, convs, small = warmup._fused_pairs("digits-cnn", 1, 128)
+    assert norms == {(8, 0), (16, 0), (32, 0)} and convs == []
+    assert [(c.in_channels, c.out_channels, relu, first) for c, relu, first in small] == [
+        (1, 8, False, True),  # the fp32 images' layer
+        (8, 16, False, False),
+        (16, 32, False, False),
+    ]
+    _, _, small = warmup._fused_pairs("simple-cnn", 3, 32)
+    assert [(c.in_channels, relu, first) for c, relu, first in small] == [(3, True, True), (32, True, False)]
+    assert warmup._fused_pairs("no-such-model") == (set(), [], [])
 
 
 def test_training_never_imports_dynamo_and_optimizer_methods_are_restored(tmp_path) -> None:

@@ -78,7 +78,25 @@ CONV_ACT = {
         dict(C=3, KH=2, KW=2, STRIDE=1, PAD=0, OUT=24, BO=32, HAS_BIAS=True, BP=64),
     ),
 }  # fmt: skip
-TABLES = {"norm_act": NORM_ACT, "pool": POOL_KERNELS, "conv_act": CONV_ACT}
+MAP = dict(pixels=N, ho=N, wo=N, h=N, w=N, sxn=N, sxc=N, sxh=N, sxw=N)
+SHAPE = dict(CIN=C, COUT=C, KH=C, KW=C, PAD_H=C, PAD_W=C)
+SMALL_CONV = {  # the input-gradient form: the ReLU gate, the flipped taps
+    "conv_forward": (
+        dict(x=P, gate=P, weight=F, bias=F, y=P, **MAP, swo=N, swi=N, swh=N, sww=N, **SHAPE, SIGN=C, GATE=C,
+             HAS_BIAS=C, ACT=C, BP=C, BK=C, BCO=C),
+        dict(CIN=16, COUT=8, KH=3, KW=3, PAD_H=1, PAD_W=1, SIGN=-1, GATE=True, HAS_BIAS=False, BP=64, BK=32, BCO=16),
+    ),
+    "wgrad_partial": (
+        dict(x="*fp32", g=P, gate=P, partial=F, **MAP, per_chunk=N, row=N, **SHAPE, GATE=C, BP=C, BK=C, BCO=C),
+        dict(CIN=1, COUT=8, KH=3, KW=3, PAD_H=1, PAD_W=1, GATE=True, BP=128, BK=16, BCO=16),
+    ),
+    "wgrad_finish": (
+        dict(partial=F, dw=F, db=F, chunks=N, row=N, swo=N, swi=N, swh=N, sww=N, CIN=C, COUT=C, KW=C, TAPS=C,
+             HAS_BIAS=C, BR=C, BE=C),
+        dict(CIN=1, COUT=8, KW=3, TAPS=9, HAS_BIAS=True, BR=128, BE=32),
+    ),
+}  # fmt: skip
+TABLES = {"norm_act": NORM_ACT, "pool": POOL_KERNELS, "conv_act": CONV_ACT, "small_conv": SMALL_CONV}
 CASES = [
     (source, name, act)
     for source, table in TABLES.items()
@@ -93,9 +111,14 @@ def compile_all() -> list[str]:
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from convforge.models import _conv_act_triton, _norm_act_triton, _pool_triton
+    from convforge.models import _conv_act_triton, _norm_act_triton, _pool_triton, _small_conv_triton
 
-    modules = {"norm_act": _norm_act_triton, "pool": _pool_triton, "conv_act": _conv_act_triton}
+    modules = {
+        "norm_act": _norm_act_triton,
+        "pool": _pool_triton,
+        "conv_act": _conv_act_triton,
+        "small_conv": _small_conv_triton,
+    }
     failures = []
     for source, name, act in CASES:
         signature, constexprs = TABLES[source][name]

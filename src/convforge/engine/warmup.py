@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ..inference import resolve_precision
-from ..models import _conv_act, _kernels, _norm_act, build_model, resolve_spec
+from ..models import _conv_act, _kernels, _norm_act, _small_conv, build_model, resolve_spec
 from . import kernels
 
 COMPILE_THREADS = 4
@@ -39,8 +39,9 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
-        pairs = (set(), []) if cfg.compile else _fused_pairs(str(cfg.model))  # --compile: inductor's own kernels
-        args = (device, dtype, _pool_channels_of(str(cfg.model)), adam, pairs, bool(cfg.compile))
+        model = (str(cfg.model), _input_channels(cfg))
+        pairs = (set(), [], []) if cfg.compile else _fused_pairs(*model, cfg.batch_size)  # --compile: inductor's
+        args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile))
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -50,37 +51,50 @@ def _import_dynamo() -> None:
     _quietly(importlib.import_module, "torch._dynamo")
 
 
+def _input_channels(cfg) -> int:
+    """The images' channels as far as the config tells before the data loads: --channels, else 1 for the built-in
+    grayscale sets, else 3 (a first small conv's kernels specialize on it; a wrong guess compiles at first use)."""
+    return cfg.channels or (1 if str(cfg.source) in ("digits", "mnist", "fashion-mnist") else 3)
+
+
 @functools.cache
-def _resolved(model: str):
-    """The zoo model's resolved spec for a 3 x 32 x 32 input (channel counts do not depend on the size), or None for
-    a spec file or a zoo entry that wants another input size. Cached: both helpers below read it, and it only picks
-    which kernels compile early (anything else compiles at first use)."""
+def _resolved(model: str, channels: int = 3):
+    """The zoo model's resolved spec for a channels x 32 x 32 input (the channel counts inside do not depend on the
+    size), or None for a spec file or a zoo entry that wants another input size. Cached: both helpers below read it,
+    and it only picks which kernels compile early (anything else compiles at first use)."""
     try:
-        return resolve_spec(model, in_shape=(3, 32, 32), num_classes=10)
+        return resolve_spec(model, in_shape=(channels, 32, 32), num_classes=10)
     except Exception:
         return None
 
 
-def _pool_channels_of(model: str) -> set[int] | None:
+def _pool_channels_of(model: str, channels: int = 3) -> set[int] | None:
     """Channel counts of the zoo model's max pools (the Triton kernels take any: their channel blocks follow it);
     None when it cannot be told (the kernels are warmed for 64 channels anyway)."""
-    spec = _resolved(model)
+    spec = _resolved(model, channels)
     return None if spec is None else set(_pool_channels(spec.to_dict()["layers"]))
 
 
-def _fused_pairs(model: str) -> tuple[set[tuple[int, int]], list[tuple[torch.nn.Conv2d, int]]]:
-    """What SpecNet will run fused: (channels, ACT code) of each batchnorm + activation pair (models/_norm_act.py)
-    and (conv, ACT code) of each conv + activation pair (models/_conv_act.py), from the zoo model built on the meta
-    device (shapes without memory; other channel counts compile at first use)."""
-    spec = _resolved(model)
+def _fused_pairs(model: str, channels: int = 3, batch: int = 64) -> tuple[set, list, list]:
+    """What SpecNet will run on its own kernels: (channels, ACT code) of each batchnorm + activation pair
+    (models/_norm_act.py), (conv, ACT code) of each conv + activation pair (models/_conv_act.py) and (conv, fused
+    ReLU, first layer) of each small conv that is small at this batch size on 32 x 32 images (models/_small_conv.py),
+    from the zoo model built on the meta device (shapes without memory; anything else compiles at first use)."""
+    spec = _resolved(model, channels)
     if spec is None:
-        return set(), []
+        return set(), [], []
     with torch.device("meta"):
         net = build_model(spec)
     layers = net.layers
     norms = {(layers[i].num_features, _norm_act.activation_code(layers[i], layers[i + 1])) for i in net.norm_act}
     convs = [(layers[i], _conv_act.activation_code(layers[i], layers[i + 1])) for i in sorted(net.conv_act)]
-    return norms, convs
+    nxt, shapes = [*layers[1:], None], [layer["out_shape"] for layer in spec.to_dict()["layers"]]
+    small = [
+        (layers[i], _small_conv.fuses_relu(nxt[i]), i == 0)
+        for i in sorted(net.small_conv)
+        if _small_conv.macs(layers[i], batch * shapes[i][1] * shapes[i][2]) <= _small_conv.MAX_MACS
+    ]
+    return norms, convs, small
 
 
 def _pool_channels(node) -> list[int]:
@@ -97,8 +111,8 @@ def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: boo
           dynamo: bool) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
     launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
-    other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation)
-    and the fused conv + activation's for each (conv, activation) of `pairs`."""
+    other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
+    the fused conv + activation's for each (conv, activation) and the small convs' of `pairs`."""
     compiling = None
     if (pools != set() or adam is not None or any(pairs)) and _kernels.available():
         args = (_compile, device, dtype, pools, adam, pairs)
@@ -129,7 +143,7 @@ def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
 def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: tuple) -> None:
     """The Triton compiles, in COMPILE_THREADS threads (ptxas runs as a subprocess; the rest holds the GIL part of
     the time: 4 threads compiled folder-fast's kernels 1.5-2.1x faster than one, triton_compile_time_*.log)."""
-    fused, stems = pairs
+    fused, stems, small = pairs
     jobs = []
     if pools != set():
         jobs.append(functools.partial(_kernels.compile_pool, dtype, pools))
@@ -137,6 +151,9 @@ def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: 
         jobs.append(functools.partial(kernels.compile_adam, device, decoupled=adam))
     jobs += _norm_act.compile_jobs(dtype, fused) if fused else []
     jobs += [functools.partial(_conv_act.compile_kernel, conv, code, dtype) for conv, code in stems]
+    if dtype != torch.float32:  # the small convs run under autocast only; a first layer sees the fp32 images
+        for conv, relu, first in small:
+            jobs += _small_conv.compile_jobs(conv, relu, torch.float32 if first else dtype, dtype)
 
     def run(job) -> None:
         with torch.cuda.device(device):

@@ -91,6 +91,12 @@ def may_fuse(enabled: bool, x: torch.Tensor, *modules: nn.Module) -> bool:
     return not hooked and available()
 
 
+@functools.cache
+def sms(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (launch grids follow it); 4 for the CPU (Triton's interpreter)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
+
+
 def cdiv(a: int, b: int) -> int:
     """Blocks of `b` needed to cover `a` (a launch grid's size)."""
     return -(-a // b)

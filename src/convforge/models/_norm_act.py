@@ -91,11 +91,6 @@ def _plan(rows: int, c: int, sms: int) -> _Plan:
     return _Plan(bc, blocks, sum_rows, per_program, _kernels.cdiv(rows, per_program), APPLY_TILE // bc, finish_bc)
 
 
-@functools.cache
-def _sms(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 4
-
-
 def compile_kernels(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> None:
     """Compile (or load from Triton's disk cache) the kernels for maps of `dtype` with each (channels, ACT code) of
     `pairs` without running them. Triton specializes on the constexprs (tile shapes follow the channel count), dtypes
@@ -151,7 +146,7 @@ class NormAct(torch.autograd.Function):
         k = _source()
         n, c, h, w = x.shape
         rows = n * h * w
-        p = _plan(rows, c, _sms(x.device))
+        p = _plan(rows, c, _kernels.sms(x.device))
         f32 = dict(dtype=torch.float32, device=x.device)
         partials = torch.empty(2, p.programs, c, **f32)
         sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS)
@@ -178,7 +173,7 @@ class NormAct(torch.autograd.Function):
         dy = dy.contiguous(memory_format=torch.channels_last)
         n, c, h, w = x.shape
         rows = n * h * w
-        p = _plan(rows, c, _sms(x.device))
+        p = _plan(rows, c, _kernels.sms(x.device))
         partials = torch.empty(2, p.programs, c, dtype=torch.float32, device=x.device)
         g = torch.empty_like(dy) if ctx.code == 1 else dy  # GELU's g is stored, ReLU's recomputed (grad_partial)
         k.grad_partial[(p.programs, p.blocks)](
