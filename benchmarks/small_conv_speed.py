@@ -1,5 +1,6 @@
 """Small-channel convolutions forward + backward under bf16 autocast: cuDNN (conv2d, + ReLU) vs convforge's Triton
-kernels (models/_small_conv.py), each captured in a CUDA graph as the training step runs.
+kernels (models/_small_conv.py), each captured in a CUDA graph as the training step runs; --dense: the same for
+small dense layers (flatten + linear (+ ReLU): cuBLAS vs models/_small_dense.py, over its launch shapes).
 
     PYTHONPATH=src python3 benchmarks/small_conv_speed.py [--out benchmarks/results] [--sweep]
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -23,7 +25,7 @@ import torch.nn.functional as F
 from _graph_timing import captured, replay_us
 from torch import nn
 
-from convforge.models import _small_conv
+from convforge.models import _small_conv, _small_dense
 
 # (batch, in, out, size, kernel, padding, ReLU after, first layer)
 SHAPES = [
@@ -102,6 +104,59 @@ def sweep() -> list[dict]:
     return rows
 
 
+# (rows, input map shape, out, ReLU after, first layer): digits-cnn's head on its channels_last map, simple-cnn's two
+# dense layers, the Fashion MLP's two
+DENSE_SHAPES = [
+    (128, (32, 7, 7), 10, False, False),
+    (32, (32, 6, 6), 128, True, False),
+    (32, (128,), 10, False, False),
+    (32, (1, 28, 28), 128, True, True),
+    (32, (128,), 10, False, False),
+]
+DENSE_VARIANTS = [  # one launch-shape change at a time from the defaults
+    {}, {"FORWARD_K": 32}, {"FORWARD_DOTS": 1}, {"FORWARD_DOTS": 4}, {"FORWARD_ROWS": 16}, {"GRAD_K": 64},
+    {"GRAD_K": 32}, {"GRAD_ROWS": 16}, {"WGRAD_K": 32}, {"WGRAD_K": 128}, {"WGRAD_ROWS": 32}, {"WARPS": 2},
+]  # fmt: skip
+
+
+def dense_case(shape, impl: str) -> float:
+    rows, features, out, relu, first = shape
+    torch.manual_seed(0)
+    linear = nn.Linear(math.prod(features), out).cuda()
+    x = torch.randn(rows, *features, device="cuda", dtype=torch.float32 if first else torch.bfloat16)
+    x = (x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x).requires_grad_(not first)
+    inputs = [p for p in (x, linear.weight, linear.bias) if p.requires_grad]
+    g = torch.randn(rows, out, device="cuda", dtype=torch.bfloat16)
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            if impl == "triton":
+                y = _small_dense.small_dense(linear, x, relu)
+            else:
+                y = linear(x.flatten(1))
+                y = F.relu(y) if relu else y
+        torch.autograd.grad(y, inputs, g)
+
+    return min(replay_us(captured(step), 200) for _ in range(3))
+
+
+def dense_sweep() -> list[dict]:
+    rows, defaults = [], {k: getattr(_small_dense, k) for v in DENSE_VARIANTS for k in v}
+    for shape in DENSE_SHAPES:
+        row = dict(shape=shape, cublas_us=round(dense_case(shape, "cublas"), 1))
+        for variant in DENSE_VARIANTS:
+            for key, value in {**defaults, **variant}.items():
+                setattr(_small_dense, key, value)
+            _small_dense._options.cache_clear()
+            row[json.dumps(variant)] = round(dense_case(shape, "triton"), 1)
+        for key, value in defaults.items():
+            setattr(_small_dense, key, value)
+        _small_dense._options.cache_clear()
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def reference(shape) -> dict[str, torch.Tensor]:
     """fp32 on the bf16-rounded operands: what both implementations approximate."""
     n, cin, cout, size, k, pad, relu, first = shape
@@ -125,6 +180,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/results")
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--dense", action="store_true", help="the small dense layers: cuBLAS vs Triton launch shapes")
     args = ap.parse_args()
     props = torch.cuda.get_device_properties(0)
     env = dict(device=props.name, torch=torch.__version__, cuda=torch.version.cuda,
@@ -132,6 +188,11 @@ def main() -> None:
     import triton
 
     env["triton"] = triton.__version__
+    if args.dense:
+        out = Path(args.out) / f"small_dense_sweep_{env['device'].replace(' ', '-')}_{env['date'][:10]}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(dict(env=env, rows=dense_sweep()), indent=1))
+        return
     if args.sweep:
         out = Path(args.out) / f"small_conv_sweep_{env['device'].replace(' ', '-')}_{env['date'][:10]}.json"
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ captured in a CUDA graph on random data of the recipe's batch shape, for each co
   layout       channels_last (the engine's training layout on CUDA) / contiguous NCHW
   autotune     cudnn.benchmark off (the engine's default) / on
   conv         cuDNN / im2col (F.unfold + matmul: cuBLAS GEMMs instead of cuDNN's small-problem kernels) / triton
-               (convforge's small-channel conv kernels, models/_small_conv.py: the default under autocast)
+               (convforge's small-channel conv and small dense kernels, models/_small_conv.py, _small_dense.py: the
+               default under autocast; the other two variants run dense layers on cuBLAS)
 Besides the reference recipes, `cifar10-fast` (the fast recipe's network and solver at batch 1024, its whitening conv
 frozen). Reported per variant: us per replayed step (CUDA events over --reps replays), kernels per step, their busy
 us and busy us per kernel family (torch.profiler). Run on the GPU machine:
@@ -33,7 +34,7 @@ from torch import nn
 
 from convforge.bench.train import REFERENCE, environment
 from convforge.engine.solvers import make_optimizer
-from convforge.models import _norm_act, _small_conv, build_model, resolve_spec
+from convforge.models import _norm_act, _small_conv, _small_dense, build_model, resolve_spec
 
 SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar": (3, 32, 32)}
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}
@@ -46,6 +47,7 @@ FAMILIES = (  # kernel-name fragments -> family, first match wins
     ("conv_forward", "small-conv"),
     ("wgrad_partial", "small-conv"),
     ("wgrad_finish", "small-conv"),
+    ("dense_", "small-dense"),
     ("stats_partial", "norm-act"),
     ("stats_finish", "norm-act"),
     ("apply_forward", "norm-act"),
@@ -102,7 +104,7 @@ def measure(
 ) -> dict:
     recipe = CASES[name]
     _norm_act.ENABLED = norm_act
-    _small_conv.ENABLED = conv == "triton"
+    _small_conv.ENABLED = _small_dense.ENABLED = conv == "triton"
     torch.backends.cudnn.benchmark = autotune
     torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
@@ -167,7 +169,8 @@ def main() -> None:
     env = environment()
     rows = []
     for name in args.recipes.split(","):
-        convs = args.convs.split(",") if CASES[name]["model"] != "mlp" else ["cudnn"]
+        convs = args.convs.split(",")
+        convs = convs if CASES[name]["model"] != "mlp" else [c for c in convs if c != "im2col"]
         on = {"off": False, "on": True}
         for precision, layout, autotune, conv, compiled, fused in itertools.product(
             args.precisions.split(","),

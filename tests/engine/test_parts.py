@@ -184,19 +184,24 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert warmup._pool_channels_of("no-such-model") is None  # cannot tell: warm the 64-channel kernels anyway
     import convforge.recipes  # noqa: F401  registers cifar10-fast
 
-    norms, convs, small = warmup._fused_pairs("cifar10-fast", 3, 1024)  # the kernels its SpecNet will launch
-    assert norms == {(64, 1), (256, 1)} and [(c.in_channels, c.out_channels, code) for c, code in convs] == [(3, 24, 1)]
-    assert small == []  # its 24/64-channel convs at batch 1024 are cuDNN's work (models/_small_conv.py MAX_MACS)
-    norms, convs, small = warmup._fused_pairs("digits-cnn", 1, 128)
-    assert norms == {(8, 0), (16, 0), (32, 0)} and convs == []
-    assert [(c.in_channels, c.out_channels, relu, first) for c, relu, first in small] == [
+    fused = warmup._fusions("cifar10-fast", 3, 1024)  # the kernels its SpecNet will launch
+    assert fused.norm_act == {(64, 1), (256, 1)}
+    assert [(c.in_channels, c.out_channels, code) for c, code in fused.conv_act] == [(3, 24, 1)]
+    assert fused.small_conv == ()  # its 24/64-channel convs at batch 1024 are cuDNN's work (MAX_MACS)
+    assert fused.small_dense == ()  # nor its classifier at 1024 rows (models/_small_dense.py MAX_ROWS)
+    fused = warmup._fusions("digits-cnn", 1, 128)
+    assert fused.norm_act == {(8, 0), (16, 0), (32, 0)} and fused.conv_act == ()
+    assert [(c.in_channels, c.out_channels, relu, first) for c, relu, first in fused.small_conv] == [
         (1, 8, False, True),  # the fp32 images' layer
         (8, 16, False, False),
         (16, 32, False, False),
     ]
-    _, _, small = warmup._fused_pairs("simple-cnn", 3, 32)
-    assert [(c.in_channels, relu, first) for c, relu, first in small] == [(3, True, True), (32, True, False)]
-    assert warmup._fused_pairs("no-such-model") == (set(), [], [])
+    assert [(d.out_features, relu, first) for d, relu, first in fused.small_dense] == [(10, False, False)]
+    fused = warmup._fusions("simple-cnn", 3, 32)
+    assert [(c.in_channels, relu, first) for c, relu, first in fused.small_conv] == [(3, True, True), (32, True, False)]
+    assert [(d.out_features, relu) for d, relu, _ in fused.small_dense] == [(128, True), (10, False)]
+    assert [first for _, _, first in warmup._fusions("mlp", 1, 32).small_dense] == [True, False]  # flatten first
+    assert warmup._fusions("no-such-model") == warmup.Fusions()
 
 
 def test_training_never_imports_dynamo_and_optimizer_methods_are_restored(tmp_path) -> None:

@@ -96,7 +96,47 @@ SMALL_CONV = {  # the input-gradient form: the ReLU gate, the flipped taps
         dict(CIN=1, COUT=8, KW=3, TAPS=9, HAS_BIAS=True, BR=128, BE=32),
     ),
 }  # fmt: skip
-TABLES = {"norm_act": NORM_ACT, "pool": POOL_KERNELS, "conv_act": CONV_ACT, "small_conv": SMALL_CONV}
+DENSE = dict(rows=N, k_size=N, hw=N, w=N, sxm=N, sxc=N, sxh=N, sxw=N)
+SMALL_DENSE = {
+    "dense_forward": (
+        dict(
+            x="*fp32",
+            weight=F,
+            bias=F,
+            y=P,
+            partial=F,
+            **DENSE,
+            per_split=N,
+            OUT=C,
+            HAS_BIAS=C,
+            ACT=C,
+            SPLIT=C,
+            BM=C,
+            BK=C,
+            BO=C,
+        ),
+        dict(OUT=10, HAS_BIAS=True, SPLIT=True, BM=32, BK=64, BO=16),
+    ),  # fmt: skip
+    "dense_finish": (
+        dict(partial=F, bias=F, y=P, rows=N, splits=N, OUT=C, HAS_BIAS=C, ACT=C, BM=C, BO=C),
+        dict(OUT=10, HAS_BIAS=True, BM=32, BO=16),
+    ),
+    "dense_input_grad": (
+        dict(g=P, gate=P, weight=F, dx=P, **DENSE, OUT=C, GATE=C, BM=C, BK=C, BO=C),
+        dict(OUT=128, GATE=True, BM=32, BK=128, BO=64),
+    ),
+    "dense_weight_grad": (
+        dict(x=P, g=P, gate=P, dw=F, db=F, **DENSE, OUT=C, GATE=C, HAS_BIAS=C, BM=C, BK=C, BO=C),
+        dict(OUT=128, GATE=True, HAS_BIAS=True, BM=64, BK=64, BO=64),
+    ),
+}
+TABLES = {
+    "norm_act": NORM_ACT,
+    "pool": POOL_KERNELS,
+    "conv_act": CONV_ACT,
+    "small_conv": SMALL_CONV,
+    "small_dense": SMALL_DENSE,
+}
 CASES = [
     (source, name, act)
     for source, table in TABLES.items()
@@ -111,13 +151,20 @@ def compile_all() -> list[str]:
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from convforge.models import _conv_act_triton, _norm_act_triton, _pool_triton, _small_conv_triton
+    from convforge.models import (
+        _conv_act_triton,
+        _norm_act_triton,
+        _pool_triton,
+        _small_conv_triton,
+        _small_dense_triton,
+    )
 
     modules = {
         "norm_act": _norm_act_triton,
         "pool": _pool_triton,
         "conv_act": _conv_act_triton,
         "small_conv": _small_conv_triton,
+        "small_dense": _small_dense_triton,
     }
     failures = []
     for source, name, act in CASES:

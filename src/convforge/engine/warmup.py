@@ -19,12 +19,13 @@ import functools
 import importlib
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 from ..inference import resolve_precision
-from ..models import _conv_act, _kernels, _norm_act, _small_conv, build_model, resolve_spec
+from ..models import _conv_act, _kernels, _norm_act, _small_conv, _small_dense, build_model, resolve_spec
 from . import kernels
 
 COMPILE_THREADS = 4
@@ -40,7 +41,7 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
         model = (str(cfg.model), _input_channels(cfg))
-        pairs = (set(), [], []) if cfg.compile else _fused_pairs(*model, cfg.batch_size)  # --compile: inductor's
+        pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
         args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile))
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
@@ -75,26 +76,39 @@ def _pool_channels_of(model: str, channels: int = 3) -> set[int] | None:
     return None if spec is None else set(_pool_channels(spec.to_dict()["layers"]))
 
 
-def _fused_pairs(model: str, channels: int = 3, batch: int = 64) -> tuple[set, list, list]:
-    """What SpecNet will run on its own kernels: (channels, ACT code) of each batchnorm + activation pair
-    (models/_norm_act.py), (conv, ACT code) of each conv + activation pair (models/_conv_act.py) and (conv, fused
-    ReLU, first layer) of each small conv that is small at this batch size on 32 x 32 images (models/_small_conv.py),
-    from the zoo model built on the meta device (shapes without memory; anything else compiles at first use)."""
+class Fusions(NamedTuple):
+    """What SpecNet runs on convforge's kernels (engine/warmup.py compiles them early)."""
+
+    norm_act: frozenset = frozenset()  # (channels, ACT code) of each batchnorm + activation pair (models/_norm_act.py)
+    conv_act: tuple = ()  # (conv, ACT code) of each forward-only conv + activation pair (models/_conv_act.py)
+    small_conv: tuple = ()  # (conv, ReLU fused, first layer) of each small conv (models/_small_conv.py)
+    small_dense: tuple = ()  # (linear, ReLU fused, first layer) of each small dense layer (models/_small_dense.py)
+
+
+def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
+    """The zoo model's Fusions, the small convs and dense layers among them that are small at this batch size on
+    32 x 32 images, from the model built on the meta device (shapes without memory; anything else compiles at
+    first use)."""
     spec = _resolved(model, channels)
     if spec is None:
-        return set(), [], []
+        return Fusions()
     with torch.device("meta"):
         net = build_model(spec)
     layers = net.layers
     norms = {(layers[i].num_features, _norm_act.activation_code(layers[i], layers[i + 1])) for i in net.norm_act}
-    convs = [(layers[i], _conv_act.activation_code(layers[i], layers[i + 1])) for i in sorted(net.conv_act)]
+    stems = [(layers[i], _conv_act.activation_code(layers[i], layers[i + 1])) for i in sorted(net.conv_act)]
     nxt, shapes = [*layers[1:], None], [layer["out_shape"] for layer in spec.to_dict()["layers"]]
-    small = [
-        (layers[i], _small_conv.fuses_relu(nxt[i]), i == 0)
+    convs = [
+        (layers[i], _kernels.fuses_relu(nxt[i]), i == 0)
         for i in sorted(net.small_conv)
         if _small_conv.macs(layers[i], batch * shapes[i][1] * shapes[i][2]) <= _small_conv.MAX_MACS
     ]
-    return norms, convs, small
+    dense = [
+        (layers[j], _kernels.fuses_relu(nxt[j]), i == 0)
+        for i, j in sorted(net.small_dense.items())
+        if batch <= _small_dense.MAX_ROWS and _small_dense.macs(layers[j], batch) <= _small_dense.MAX_MACS
+    ]
+    return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense))
 
 
 def _pool_channels(node) -> list[int]:
@@ -107,12 +121,12 @@ def _pool_channels(node) -> list[int]:
     return found + [c for value in node.values() for c in _pool_channels(value)]
 
 
-def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: tuple,
+def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
           dynamo: bool) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
     launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
     other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
-    the fused conv + activation's for each (conv, activation) and the small convs' of `pairs`."""
+    the fused conv + activation's for each (conv, activation), and the small convs' and dense layers' of `pairs`."""
     compiling = None
     if (pools != set() or adam is not None or any(pairs)) and _kernels.available():
         args = (_compile, device, dtype, pools, adam, pairs)
@@ -140,20 +154,21 @@ def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
         torch.cuda.synchronize(device)
 
 
-def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: tuple) -> None:
+def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions) -> None:
     """The Triton compiles, in COMPILE_THREADS threads (ptxas runs as a subprocess; the rest holds the GIL part of
     the time: 4 threads compiled folder-fast's kernels 1.5-2.1x faster than one, triton_compile_time_*.log)."""
-    fused, stems, small = pairs
     jobs = []
     if pools != set():
         jobs.append(functools.partial(_kernels.compile_pool, dtype, pools))
     if adam is not None:
         jobs.append(functools.partial(kernels.compile_adam, device, decoupled=adam))
-    jobs += _norm_act.compile_jobs(dtype, fused) if fused else []
-    jobs += [functools.partial(_conv_act.compile_kernel, conv, code, dtype) for conv, code in stems]
-    if dtype != torch.float32:  # the small convs run under autocast only; a first layer sees the fp32 images
-        for conv, relu, first in small:
+    jobs += _norm_act.compile_jobs(dtype, pairs.norm_act) if pairs.norm_act else []
+    jobs += [functools.partial(_conv_act.compile_kernel, conv, code, dtype) for conv, code in pairs.conv_act]
+    if dtype != torch.float32:  # the small convs and dense layers run under autocast only; a first layer sees images
+        for conv, relu, first in pairs.small_conv:
             jobs += _small_conv.compile_jobs(conv, relu, torch.float32 if first else dtype, dtype)
+        for linear, relu, first in pairs.small_dense:
+            jobs += _small_dense.compile_jobs(linear, relu, torch.float32 if first else dtype, dtype)
 
     def run(job) -> None:
         with torch.cuda.device(device):

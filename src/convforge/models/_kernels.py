@@ -75,15 +75,21 @@ def activation_code(act: nn.Module) -> int | None:
     return None
 
 
+def fuses_relu(act: nn.Module | None) -> bool:
+    """The layer after a small conv or dense layer is a ReLU its kernels run with it (no hooks on it)."""
+    return type(act) is nn.ReLU and not (act._forward_hooks or act._forward_pre_hooks)
+
+
 def adjacent_pairs(layers: nn.ModuleList, code: Callable[[nn.Module, nn.Module], int | None]) -> frozenset[int]:
     """Indices i of the layers that a fused kernel can run together with layer i + 1 (`code` is not None)."""
     return frozenset(i for i in range(len(layers) - 1) if code(layers[i], layers[i + 1]) is not None)
 
 
-def may_fuse(enabled: bool, x: torch.Tensor, *modules: nn.Module) -> bool:
-    """The conditions every fused path shares: switched on, a 4-d CUDA map of a float type, no tracing, scripting or
-    torch.compile (they see PyTorch's layers), no hooks on the modules (they must fire), Triton available."""
-    if not (enabled and x.is_cuda and x.dim() == 4 and x.dtype in FLOAT_TYPES and x.numel() > 0):
+def may_fuse(enabled: bool, x: torch.Tensor, *modules: nn.Module, dims: tuple[int, ...] = (4,)) -> bool:
+    """The conditions every fused path shares: switched on, a CUDA tensor of a float type with `dims` dimensions (a
+    4-d map), no tracing, scripting or torch.compile (they see PyTorch's layers), no hooks on the modules (they must
+    fire), Triton available."""
+    if not (enabled and x.is_cuda and x.dim() in dims and x.dtype in FLOAT_TYPES and x.numel() > 0):
         return False
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return False

@@ -73,11 +73,6 @@ def convs(layers: nn.ModuleList) -> frozenset[int]:
     return frozenset(i for i, layer in enumerate(layers) if padding(layer) is not None)
 
 
-def fuses_relu(act: nn.Module | None) -> bool:
-    """The layer after the conv is a ReLU the kernels run with it (no hooks on it)."""
-    return type(act) is nn.ReLU and not (act._forward_hooks or act._forward_pre_hooks)
-
-
 def usable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     """This forward of `conv` may run on the kernels: autocast to bf16/fp16 on CUDA (fp32 training keeps cuDNN, whose
     TF32 or fp32 numerics the kernels do not copy), the input's channels match, fp32 weights, a small problem

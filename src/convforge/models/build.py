@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import _conv_act, _norm_act, _small_conv
+from . import _conv_act, _kernels, _norm_act, _small_conv, _small_dense
 from ._layer import OUTPUT_TYPES, build_seq
 from ._resolve import resolve_spec
 from .spec import ModelSpec
@@ -27,8 +27,9 @@ class SpecNet(nn.Module):
 
     On CUDA, a training batchnorm followed by its ReLU/GELU runs as one fused op (models/_norm_act.py), and so does a
     small conv and its activation where no gradient is wanted (models/_conv_act.py: a frozen stem, evaluation); under
-    autocast, a stride-1 conv of <= 64 channels (and a ReLU after it) runs on Triton kernels, forward and backward
-    (models/_small_conv.py). The modules and the state dict stay those of the spec."""
+    autocast, a stride-1 conv of <= 64 channels (models/_small_conv.py) and a small dense layer with the flatten
+    before it (models/_small_dense.py), each with a ReLU after it, run on Triton kernels, forward and backward. The
+    modules and the state dict stay those of the spec."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -40,10 +41,11 @@ class SpecNet(nn.Module):
         self.norm_act = _norm_act.pairs(self.layers)
         self.conv_act = _conv_act.pairs(self.layers)
         self.small_conv = _small_conv.convs(self.layers)
+        self.small_dense = _small_dense.starts(self.layers)
         _init_weights(self, spec.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and (self.conv_act or self.small_conv or (self.training and self.norm_act)):
+        if x.is_cuda and (self.conv_act or self.small_conv or self.small_dense or (self.training and self.norm_act)):
             return self._forward_fused(x)
         for layer in self.layers:
             x = layer(x)
@@ -55,8 +57,11 @@ class SpecNet(nn.Module):
             if i in self.conv_act and (code := _conv_act.fused_code(layers[i], layers[i + 1], x)) is not None:
                 x, i = _conv_act.conv_act(layers[i], code, x), i + 2
             elif i in self.small_conv and _small_conv.usable(layers[i], x):
-                relu = i + 1 < len(layers) and _small_conv.fuses_relu(layers[i + 1])
+                relu = i + 1 < len(layers) and _kernels.fuses_relu(layers[i + 1])
                 x, i = _small_conv.small_conv(layers[i], x, relu), i + 1 + relu
+            elif i in self.small_dense and _small_dense.usable(layers, i, j := self.small_dense[i], x):
+                relu = j + 1 < len(layers) and _kernels.fuses_relu(layers[j + 1])
+                x, i = _small_dense.small_dense(layers[j], x, relu), j + 1 + relu
             elif i in self.norm_act and (code := _norm_act.fused_code(layers[i], layers[i + 1], x)) is not None:
                 x, i = _norm_act.norm_act(layers[i], code, x), i + 2
             else:

@@ -1,0 +1,182 @@
+"""A small dense layer (and the flatten before it, the ReLU after it) as one autograd op of Triton kernels, for
+training and prediction under autocast on CUDA.
+
+Why: at the same-recipe models' batch sizes (32-128 rows) a dense layer is launches, not arithmetic. digits-cnn's
+1568 -> 10 classifier took ~30 us of a 184 us training step (H200, torch 2.11, benchmarks/results/
+step_variants_smallconv_*.md): the flatten of the channels_last map (a copy forward and backward), autocast's cast
+of the weight, three cuBLAS GEMMs, the cast of the weight gradient back to fp32 and a separate bias-gradient
+reduction. Here it is three launches: forward (reading the map through its strides: no flatten copy), input gradient
+(written in the map's layout) and weight + bias gradients (fp32, one pass over the rows: no partial sums needed at
+these batch sizes). A following ReLU runs in the forward's epilogue and gates the output gradient in the backward.
+
+Numerics as autocast's linear: bf16 (or fp16) operands, fp32 accumulation, one rounding of the output; the weight
+gradient kept in fp32. SpecNet (models/build.py) routes top-level (Flatten,) Linear (, ReLU) runs here; fp32
+training, export, torch.compile, the CPU and modules with hooks keep PyTorch's layers.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from . import _kernels
+
+ENABLED = True  # benchmarks switch the Triton path off to measure cuBLAS's
+# Rows and multiply-adds of one forward up to which the kernels run (digits-cnn's classifier at batch 128: 2 M;
+# simple-cnn's 1152 -> 128 at batch 32: 4.7 M). cifar10-fast's 256 -> 10 head at 1024 rows took 62 us a step here
+# against cuBLAS's ~30 (step_variants_smalldense_*.md): the weight gradient's one pass over the rows is a long loop.
+MAX_ROWS, MAX_MACS = 128, 2**26
+# Launch shapes (benchmarks/small_conv_speed.py --dense, H200: small_dense_sweep_*.json; one change at a time from
+# 32-row forward programs and 128-feature input-gradient programs, these two saved 2-5 us each of the five layers'
+# 14-27 us). Forward: rows x output features per program, input features per dot, and dots per program: the feature
+# axis is split over programs (partial sums + a finishing pass) beyond FORWARD_DOTS dots.
+FORWARD_ROWS, FORWARD_K, FORWARD_OUT, FORWARD_DOTS = 16, 64, 64, 2
+GRAD_ROWS, GRAD_K = 32, 32  # input gradient: rows x input features per program
+WGRAD_ROWS, WGRAD_K = 64, 64  # weight gradient: rows per dot, input features per program
+WARPS = 4
+
+
+def starts(layers: nn.ModuleList) -> dict[int, int]:
+    """{index the op starts at: index of its Linear} for each top-level Linear, starting at the nn.Flatten(1) before
+    it where there is one."""
+    found = {}
+    for j, layer in enumerate(layers):
+        if type(layer) is nn.Linear:
+            before = layers[j - 1] if j else None
+            flatten = type(before) is nn.Flatten and before.start_dim == 1 and before.end_dim == -1
+            found[j - 1 if flatten else j] = j
+    return found
+
+
+def macs(linear: nn.Linear, rows: int) -> int:
+    """Multiply-adds of the layer's forward over `rows` rows."""
+    return rows * linear.in_features * linear.out_features
+
+
+def usable(layers: nn.ModuleList, start: int, j: int, x: torch.Tensor) -> bool:
+    """The op from layer `start` to the Linear at `j` may run on the kernels for this input: autocast to bf16/fp16 on
+    CUDA, a 4-d map into a flatten or a matrix into the Linear, matching features, an fp32 contiguous weight, a small
+    problem (MAX_ROWS, MAX_MACS), and the checks every fused path shares (on the flatten too)."""
+    linear = layers[j]
+    if not torch.is_autocast_enabled("cuda") or torch.get_autocast_dtype("cuda") not in (torch.bfloat16, torch.half):
+        return False
+    dims = (4, 2) if start != j else (2,)
+    if x.dim() not in dims or x[0].numel() != linear.in_features:
+        return False
+    if linear.weight.dtype != torch.float32 or not linear.weight.is_contiguous():
+        return False
+    if x.shape[0] > MAX_ROWS or macs(linear, x.shape[0]) > MAX_MACS:
+        return False
+    return _kernels.may_fuse(ENABLED, x, *layers[start : j + 1], dims=dims)
+
+
+def small_dense(linear: nn.Linear, x: torch.Tensor, relu: bool) -> torch.Tensor:
+    """linear(x.flatten(1)), then ReLU when `relu`, under autocast: the output in autocast's type."""
+    return SmallDense.apply(x, linear.weight, linear.bias, relu, torch.get_autocast_dtype("cuda"))
+
+
+@functools.cache
+def _source():
+    from . import _small_dense_triton
+
+    return _small_dense_triton
+
+
+def _block(size: int, cap: int) -> int:
+    return max(16, min(cap, 1 << (size - 1).bit_length()))  # tl.dot's smallest side is 16
+
+
+def _map(x: torch.Tensor) -> tuple[int, ...]:
+    """(K, H*W, W, row stride, channel, height and width strides) of x read as rows x K."""
+    if x.dim() == 2:
+        return x.shape[1], 1, 1, x.stride(0), x.stride(1), 0, 0
+    _, c, h, w = x.shape
+    return c * h * w, h * w, w, *x.stride()
+
+
+def compile_jobs(linear: nn.Linear, relu: bool, in_dtype: torch.dtype, dtype: torch.dtype) -> list[Callable]:
+    """The compiles (or loads from Triton's disk cache) of the kernels a training step launches for `linear` on
+    `in_dtype` inputs under `dtype` autocast, as calls that run none of them (engine/warmup.py)."""
+    k, out, bias, f32 = _source(), linear.out_features, linear.bias is not None, torch.float32
+    sizes, options, split = [2**20] * 8, _options(out), _splits(linear.in_features)[0] > 1
+    jobs = [functools.partial(k.dense_forward.warmup, in_dtype, f32, f32, dtype, f32, *sizes, 2**20, grid=(1, 1, 1),
+                              OUT=out, HAS_BIAS=bias, ACT=int(relu), SPLIT=split, **options["forward"])]  # fmt: skip
+    if split:
+        finish = dict(BM=options["forward"]["BM"], BO=options["forward"]["BO"], num_warps=WARPS)
+        jobs.append(functools.partial(k.dense_finish.warmup, f32, f32, dtype, 2**20, 2**20, grid=(1, 1), OUT=out,
+                                      HAS_BIAS=bias, ACT=int(relu), **finish))  # fmt: skip
+    if in_dtype == dtype:  # a first layer's input wants no gradient
+        jobs.append(functools.partial(k.dense_input_grad.warmup, dtype, dtype, f32, dtype, *sizes, grid=(1, 1),
+                                      OUT=out, GATE=relu, **options["input"]))  # fmt: skip
+    jobs.append(functools.partial(k.dense_weight_grad.warmup, in_dtype, dtype, dtype, f32, f32, *sizes, grid=(1, 1),
+                                  OUT=out, GATE=relu, HAS_BIAS=bias, **options["weight"]))  # fmt: skip
+    return jobs
+
+
+def _splits(features: int) -> tuple[int, int]:
+    """Programs the forward splits the feature axis over (1: no split), and features per program."""
+    blocks = _kernels.cdiv(features, FORWARD_K)
+    per_split = _kernels.cdiv(blocks, _kernels.cdiv(blocks, FORWARD_DOTS)) * FORWARD_K
+    return _kernels.cdiv(features, per_split), per_split
+
+
+@functools.cache
+def _options(out: int) -> dict[str, dict]:
+    bo = _block(out, FORWARD_OUT)
+    return {
+        "forward": dict(BM=FORWARD_ROWS, BK=FORWARD_K, BO=bo, num_warps=WARPS),
+        "input": dict(BM=GRAD_ROWS, BK=GRAD_K, BO=bo, num_warps=WARPS),
+        "weight": dict(BM=WGRAD_ROWS, BK=WGRAD_K, BO=bo, num_warps=WARPS),
+    }
+
+
+class SmallDense(torch.autograd.Function):
+    """act(x.flatten(1) @ weight.T + bias) with act ReLU or none, computed in `dtype`; gradients for all three."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, relu, dtype):
+        k, (rows, features), out = _source(), (x.shape[0], weight.shape[1]), weight.shape[0]
+        y = torch.empty((rows, out), dtype=dtype, device=x.device)
+        options, (splits, per_split) = _options(out)["forward"], _splits(features)
+        partial = torch.empty((splits, rows, out), dtype=torch.float32, device=x.device) if splits > 1 else y
+        grid = (_kernels.cdiv(rows, options["BM"]), _kernels.cdiv(out, options["BO"]))
+        flags = dict(OUT=out, HAS_BIAS=bias is not None, ACT=int(relu))
+        bias = weight if bias is None else bias
+        k.dense_forward[(*grid, splits)](
+            x, weight, bias, y, partial, rows, *_map(x), per_split, SPLIT=splits > 1, **flags, **options
+        )  # fmt: skip
+        if splits > 1:
+            k.dense_finish[grid](partial, bias, y, rows, splits, BM=options["BM"], BO=options["BO"],
+                                 num_warps=WARPS, **flags)  # fmt: skip
+        ctx.save_for_backward(x, weight, y if relu else None)
+        ctx.has_bias, ctx.dtype = flags["HAS_BIAS"], dtype
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, weight, y = ctx.saved_tensors
+        k = _source()
+        dy = dy.contiguous().to(ctx.dtype)
+        gate = dy if y is None else y
+        rows, out = dy.shape
+        options = _options(out)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = torch.empty_like(x, dtype=ctx.dtype)  # x's layout (channels_last maps stay so)
+            opt = options["input"]
+            grid = (_kernels.cdiv(rows, opt["BM"]), _kernels.cdiv(weight.shape[1], opt["BK"]))
+            k.dense_input_grad[grid](dy, gate, weight, dx, rows, *_map(dx), OUT=out, GATE=y is not None, **opt)
+            dx = dx.to(x.dtype)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            dw = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
+            db = torch.empty(out, dtype=torch.float32, device=weight.device) if ctx.has_bias else None
+            opt = options["weight"]
+            grid = (_kernels.cdiv(weight.shape[1], opt["BK"]), _kernels.cdiv(out, opt["BO"]))
+            k.dense_weight_grad[grid](
+                x, dy, gate, dw, dw if db is None else db, rows, *_map(x), OUT=out, GATE=y is not None,
+                HAS_BIAS=ctx.has_bias, **opt,
+            )  # fmt: skip
+        return dx, dw, db, None, None

@@ -1,0 +1,60 @@
+"""The small dense op (models/_small_dense.py): forward and gradients equal flatten + linear (+ ReLU) through Triton's
+CPU interpreter in fp32, for channels_last and NCHW maps and matrices, with and without bias; which layers SpecNet
+routes to it."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from convforge.models import build_model, resolve_spec
+
+triton = pytest.importorskip("triton")
+
+
+@pytest.fixture
+def interpreted(interpret_kernels):
+    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
+    from convforge.models import _small_dense, _small_dense_triton
+
+    with interpret_kernels(_small_dense_triton, _small_dense._source):
+        yield _small_dense
+
+
+@pytest.mark.parametrize(
+    "shape, layout, out, relu, bias",
+    [
+        ((70, 32, 7, 7), torch.channels_last, 10, False, True),  # digits-cnn's classifier on its channels_last map
+        ((5, 3, 4, 6), torch.contiguous_format, 130, True, True),  # two output blocks, ReLU fused
+        ((33, 200), torch.contiguous_format, 20, True, False),  # a matrix (a dense layer after a dense layer)
+        ((9, 100), torch.contiguous_format, 12, False, True),  # few features: no split of the forward's sums
+    ],
+)
+def test_forward_and_gradients_equal_flatten_then_linear(interpreted, shape, layout, out, relu, bias):
+    torch.manual_seed(0)
+    x = torch.randn(shape).contiguous(memory_format=layout).requires_grad_()
+    linear = nn.Linear(x[0].numel(), out, bias=bias)
+    y = interpreted.SmallDense.apply(x, linear.weight, linear.bias, relu, torch.float32)
+    expected = linear(x.flatten(1))
+    expected = F.relu(expected) if relu else expected
+    torch.testing.assert_close(y, expected, atol=1e-4, rtol=1e-4)
+    g = torch.randn_like(y)
+    leaves = [t for t in (x, linear.weight, linear.bias) if t is not None]
+    grads = torch.autograd.grad(y, leaves, g)
+    for got, want in zip(grads, torch.autograd.grad(expected, leaves, g)):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert grads[0].stride() == x.stride()  # a map's gradient in the map's layout (channels_last: no copy)
+
+
+def test_which_layers_it_starts_at():
+    from convforge.models import _small_dense
+
+    digits = build_model(resolve_spec("digits-cnn", in_shape=(1, 28, 28), num_classes=10))
+    assert _small_dense.starts(digits.layers) == {11: 12}  # the flatten before the classifier
+    assert digits.small_dense == {11: 12}
+    simple = build_model(resolve_spec("simple-cnn", in_shape=(3, 32, 32), num_classes=10))
+    assert simple.small_dense == {6: 7, 9: 9}
+    layers = nn.ModuleList([nn.Flatten(0), nn.Linear(4, 2)])
+    assert _small_dense.starts(layers) == {1: 1}  # another flatten: the Linear alone
+    x = torch.randn(2, 4)
+    assert not _small_dense.usable(layers, 1, 1, x)  # the CPU, no autocast: PyTorch's layers
