@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _graph_timing import captured, replay_us
+from _results import save
 from torch import nn
 
 from convforge.models import _small_conv, _small_dense
@@ -210,8 +211,6 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         rows.append(row)
     out = Path(args.out) / f"small_conv_speed_{env['device'].replace(' ', '-')}_{env['date'][:10]}"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(dict(env=env, rows=rows), indent=1))
     lines = [
         f"# small_conv_speed: {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, {env['date']}",
         "",
@@ -224,8 +223,7 @@ def main() -> None:
     for r in rows:
         errs = [" / ".join(f"{v:.2g}" for v in r[f"{i}_max_err"].values()) for i in ("cudnn", "triton")]
         lines.append(f"| {r['shape']} | {r['cudnn_us']} | {r['triton_us']} | {errs[0]} | {errs[1]} |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(out, env, rows, lines)
 
 
 if __name__ == "__main__":

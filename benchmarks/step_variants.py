@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from _graph_timing import captured, kernel_times, replay_us
+from _results import save
 from torch import nn
 
 from convforge.bench.train import REFERENCE, environment
@@ -189,8 +190,6 @@ def main() -> None:
             print(json.dumps(key), flush=True)
             rows.append(key)
     out = Path(f"{args.out}_{env['device'].replace(' ', '-')}_{env['date'][:10]}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(dict(env=env, rows=rows), indent=1))
     lines = [
         f"# step_variants: {env['device']}, torch {env['torch']}, {env['date']}",
         "",
@@ -204,8 +203,7 @@ def main() -> None:
         cells += [str(r.get(k, r.get("error", ""))) for k in ("us_per_step", "kernels", "busy_us")]
         cells.append(", ".join(f"{k} {v}" for k, v in r.get("families", {}).items()))
         lines.append("| " + " | ".join(cells) + " |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    save(out, env, rows, lines)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,8 @@ def usable(layers: nn.ModuleList, start: int, j: int, x: torch.Tensor) -> bool:
     CUDA, a 4-d map into a flatten or a matrix into the Linear, matching features, an fp32 contiguous weight, a small
     problem (MAX_ROWS, MAX_MACS), and the checks every fused path shares (on the flatten too)."""
     linear = layers[j]
+    if type(linear) is not nn.Linear or (start != j and type(layers[start]) is not nn.Flatten):
+        return False  # replaced since the model was built
     if not torch.is_autocast_enabled("cuda") or torch.get_autocast_dtype("cuda") not in (torch.bfloat16, torch.half):
         return False
     dims = (4, 2) if start != j else (2,)
