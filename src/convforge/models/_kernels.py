@@ -77,7 +77,7 @@ def activation_code(act: nn.Module) -> int | None:
 
 def fuses_relu(act: nn.Module | None) -> bool:
     """The layer after a small conv or dense layer is a ReLU its kernels run with it (no hooks on it)."""
-    return type(act) is nn.ReLU and not (act._forward_hooks or act._forward_pre_hooks)
+    return act is not None and activation_code(act) == 0 and not (act._forward_hooks or act._forward_pre_hooks)
 
 
 def adjacent_pairs(layers: nn.ModuleList, code: Callable[[nn.Module, nn.Module], int | None]) -> frozenset[int]:
