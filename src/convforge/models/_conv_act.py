@@ -55,6 +55,10 @@ def fused_code(conv: nn.Module, act: nn.Module, x: torch.Tensor) -> int | None:
     grads = (x, conv.weight) if conv.bias is None else (x, conv.weight, conv.bias)
     if torch.is_grad_enabled() and any(t.requires_grad for t in grads):
         return None
+    ho, wo = _output_size(conv, *x.shape[2:])
+    outputs = x.shape[0] * conv.out_channels * ho * wo
+    if outputs >= _kernels.INT32_LIMIT:  # the kernel's int32 offsets
+        return None
     return code if _kernels.may_fuse(ENABLED, x, conv, act) else None
 
 
@@ -82,6 +86,11 @@ def compile_kernel(conv: nn.Conv2d, code: int, dtype: torch.dtype) -> None:
     )  # fmt: skip
 
 
+def _output_size(conv: nn.Conv2d, h: int, w: int) -> tuple[int, int]:
+    (kh, kw), stride, pad = conv.kernel_size, conv.stride[0], _pad(conv)[0]
+    return (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+
+
 def _block(out: int) -> int:
     return max(8, 1 << (out - 1).bit_length())
 
@@ -93,7 +102,7 @@ def conv_act(conv: nn.Conv2d, code: int, x: torch.Tensor) -> torch.Tensor:
     conv2d's would be), else x's."""
     n, c, h, w = x.shape
     (kh, kw), stride, pad = conv.kernel_size, conv.stride[0], _pad(conv)[0]
-    ho, wo = (h + 2 * pad - kh) // stride + 1, (w + 2 * pad - kw) // stride + 1
+    ho, wo = _output_size(conv, h, w)
     dtype = torch.get_autocast_dtype("cuda") if torch.is_autocast_enabled("cuda") else x.dtype
     y = torch.empty((n, conv.out_channels, ho, wo), dtype=dtype, device=x.device, memory_format=torch.channels_last)
     if y.numel() == 0:

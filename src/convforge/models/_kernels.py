@@ -18,6 +18,9 @@ import torch
 from torch import nn
 
 FLOAT_TYPES = (torch.bfloat16, torch.float16, torch.float32)  # what the fused kernels load and store
+# Elements of a map below which the kernels index it in int32: int64 offset arithmetic (divisions above all) took
+# ~6 us of each small conv's 16-23 us forward + backward (small_conv_speed_*.md); larger maps keep PyTorch's ops.
+INT32_LIMIT = 2**31
 BLOCK_P, BLOCK_C = 32, 64  # output positions x channels per program: 2048 elements, 4 warps (pool_blocks)
 # Every channel count takes the Triton pool: maps of fewer than 64 channels take a narrower channel block
 # (pool_blocks). With the 64-wide block, digits-cnn's 8- and 16-channel pools had taken 24.6 + 24.2 us a step against
@@ -87,9 +90,9 @@ def adjacent_pairs(layers: nn.ModuleList, code: Callable[[nn.Module, nn.Module],
 
 def may_fuse(enabled: bool, x: torch.Tensor, *modules: nn.Module, dims: tuple[int, ...] = (4,)) -> bool:
     """The conditions every fused path shares: switched on, a CUDA tensor of a float type with `dims` dimensions (a
-    4-d map), no tracing, scripting or torch.compile (they see PyTorch's layers), no hooks on the modules (they must
-    fire), Triton available."""
-    if not (enabled and x.is_cuda and x.dim() in dims and x.dtype in FLOAT_TYPES and x.numel() > 0):
+    4-d map) and fewer than INT32_LIMIT elements, no tracing, scripting or torch.compile (they see PyTorch's layers),
+    no hooks on the modules (they must fire), Triton available."""
+    if not (enabled and x.is_cuda and x.dim() in dims and x.dtype in FLOAT_TYPES and 0 < x.numel() < INT32_LIMIT):
         return False
     if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
         return False

@@ -34,7 +34,7 @@ class WindowMaxPool(nn.MaxPool2d):
         k = _pair(self.kernel_size)
         if self._plain(k) or not x.is_cuda or _exporting() or not _kernels.available():
             return super().forward(x)
-        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+        if x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or x.numel() >= _kernels.INT32_LIMIT:
             return super().forward(x)
         return _kernels.WindowMax.apply(x, *k)
 

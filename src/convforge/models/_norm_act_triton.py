@@ -35,7 +35,7 @@ def _act_grad(z, ACT: tl.constexpr):
 @triton.jit
 def _tile(start, rows, c, BM: tl.constexpr, BC: tl.constexpr):
     """The offsets and mask of the tile of BM rows from `start` x this program's BC channels; its channel offsets."""
-    r = start + tl.arange(0, BM).to(tl.int64)
+    r = start + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     ch = tl.program_id(1) * BC + tl.arange(0, BC)
     mask = (r < rows)[:, None] & (ch < c)[None, :]
     return r[:, None] * c + ch[None, :], mask, ch

@@ -18,7 +18,7 @@ SIZES = ["positions", "ho", "wo", "h", "w"]
 def _window(positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr, BP: tl.constexpr, BC: tl.constexpr):
     """This program's block of output positions x channels: its mask, the offsets of each window's top-left
     input element, and the offsets of the outputs (all NHWC)."""
-    p = (tl.program_id(0) * BP + tl.arange(0, BP)).to(tl.int64)
+    p = tl.program_id(0) * BP + tl.arange(0, BP)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     ch = tl.program_id(1) * BC + tl.arange(0, BC)
     j = p % wo
     i = (p // wo) % ho

@@ -85,8 +85,9 @@ def usable(conv: nn.Conv2d, x: torch.Tensor) -> bool:
     if pad is None:
         return False
     (kh, kw), (n, _, h, w) = conv.kernel_size, x.shape
-    if macs(conv, n * (h + 2 * pad[0] - kh + 1) * (w + 2 * pad[1] - kw + 1)) > MAX_MACS:
-        return False
+    pixels = n * (h + 2 * pad[0] - kh + 1) * (w + 2 * pad[1] - kw + 1)
+    if macs(conv, pixels) > MAX_MACS or pixels * conv.out_channels >= _kernels.INT32_LIMIT:
+        return False  # too large: cuDNN's GEMM work, or beyond the kernels' int32 offsets
     return _kernels.may_fuse(ENABLED, x, conv)
 
 

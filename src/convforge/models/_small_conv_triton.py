@@ -50,7 +50,7 @@ def conv_forward(x, gate, weight, bias, y, pixels, ho, wo, h, w, sxn, sxc, sxh, 
     """y (channels_last, pixels x COUT) = act(im2col(x) @ W + bias); ACT 0: none, 1: ReLU. `gate` has x's
     strides."""
     K: tl.constexpr = KH * KW * CIN
-    p = (tl.program_id(0) * BP + tl.arange(0, BP)).to(tl.int64)
+    p = tl.program_id(0) * BP + tl.arange(0, BP)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     inside = p < pixels
     n, i, j = _pixels(p, ho, wo)
     co = tl.arange(0, BCO)
@@ -89,7 +89,7 @@ def wgrad_partial(x, g, gate, partial, pixels, ho, wo, h, w, sxn, sxc, sxh, sxw,
     first = chunk * per_chunk
     end = tl.minimum(first + per_chunk, pixels)
     for start in range(first, end, BP):
-        p = start + tl.arange(0, BP).to(tl.int64)
+        p = start + tl.arange(0, BP)
         inside = p < end
         n, i, j = _pixels(p, ho, wo)
         g_offs = p[None, :] * COUT + co[:, None]
