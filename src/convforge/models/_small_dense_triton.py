@@ -31,7 +31,7 @@ def dense_forward(x, weight, bias, y, partial, rows, k_size, hw, w, sxm, sxc, sx
     features [s * per_split, (s + 1) * per_split) into partial[s] (fp32, rows x OUT) for dense_finish: a long
     feature axis split over programs instead of looped in few (at 32-128 rows, a few programs' loop is latency)."""
     K = k_size
-    m = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
+    m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     o = tl.program_id(1) * BO + tl.arange(0, BO)
     first = tl.program_id(2) * per_split
     end = tl.minimum(first + per_split, K)
@@ -45,7 +45,7 @@ def dense_forward(x, weight, bias, y, partial, rows, k_size, hw, w, sxm, sxc, sx
     out = m[:, None] * OUT + o[None, :]
     out_mask = (m < rows)[:, None] & (o < OUT)[None, :]
     if SPLIT:
-        tl.store(partial + tl.program_id(2).to(tl.int64) * rows * OUT + out, acc, mask=out_mask)
+        tl.store(partial + tl.program_id(2) * rows * OUT + out, acc, mask=out_mask)
     else:
         tl.store(y + out, _epilogue(acc, bias, o, OUT, HAS_BIAS, ACT).to(y.dtype.element_ty), mask=out_mask)
 
@@ -63,7 +63,7 @@ def _epilogue(acc, bias, o, OUT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.c
 def dense_finish(partial, bias, y, rows, splits, OUT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
                  BM: tl.constexpr, BO: tl.constexpr):  # fmt: skip
     """y = act(the partial sums added in order + bias)."""
-    m = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
+    m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     o = tl.program_id(1) * BO + tl.arange(0, BO)
     out = m[:, None] * OUT + o[None, :]
     mask = (m < rows)[:, None] & (o < OUT)[None, :]
@@ -86,7 +86,7 @@ def dense_input_grad(g, gate, weight, dx, rows, k_size, hw, w, sxm, sxc, sxh, sx
                      GATE: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr):  # fmt: skip
     """dx (the input map's strides) = g @ weight for BM rows x BK features per program."""
     K = k_size
-    m = (tl.program_id(0) * BM + tl.arange(0, BM)).to(tl.int64)
+    m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     k = tl.program_id(1) * BK + tl.arange(0, BK)
     acc = tl.zeros([BM, BK], tl.float32)
     for o0 in range(0, OUT, BO):
@@ -111,7 +111,7 @@ def dense_weight_grad(x, g, gate, dw, db, rows, k_size, hw, w, sxm, sxc, sxh, sx
     bias_acc = tl.zeros([BO], tl.float32)
     columns = _columns(k, hw, w, sxc, sxh, sxw)
     for m0 in range(0, rows, BM):
-        m = (m0 + tl.arange(0, BM)).to(tl.int64)
+        m = m0 + tl.arange(0, BM)
         grad = _gated(g, gate, m[None, :] * OUT + o[:, None], (m < rows)[None, :] & (o < OUT)[:, None], GATE)
         col_mask = (m < rows)[:, None] & (k < K)[None, :]
         cols = tl.load(x + m[:, None] * sxm + columns[None, :], mask=col_mask, other=0.0)
