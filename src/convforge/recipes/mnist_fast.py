@@ -1,7 +1,7 @@
-"""mnist_fast: 99.57% mean of 5 runs (official test set), 0.78-0.79 s training after the first run in a process
-(0.93 s), H200, torch 2.11, with the fused batchnorm + ReLU kernels and the stem on the small-conv kernels
-(benchmarks/results/train_speed_*_smallconv_final.md); 0.92-0.93 s before those (train_speed_*_normact.md);
-earlier 99.55% in 1.28 s.
+"""mnist_fast: 99.55% mean of 5 runs (official test set), 0.75-0.77 s training after the first run in a process,
+H200, torch 2.11, with the fused batchnorm + ReLU kernels, the stem on the small-conv kernels and int32 indexing
+(benchmarks/results/train_speed_*_int32.md); 0.78-0.79 s before the int32 indexing (*_smallconv_final.md),
+0.92-0.93 s before the small-conv kernels (train_speed_*_normact.md); earlier 99.55% in 1.28 s.
 
 6 epochs (round 1: 8 epochs, 99.56% in 1.81 s; round 2 measured 7 epochs: 99.52%, 1.49 s). Round 2's numbers were
 taken with cudnn.benchmark on (now off again: engine/fast/__init__.py); round 1 per epoch without it: 0.23 s.
