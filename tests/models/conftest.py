@@ -28,3 +28,13 @@ def interpret_kernels(monkeypatch):
                 cache.cache_clear()
 
     return rebuilt
+
+
+@pytest.fixture
+def interpreted(request, interpret_kernels):
+    """The test module's kernel launcher with its Triton source rebuilt under the interpreter for the test. The module
+    names them: KERNELS = (launcher module, Triton source module, the launcher's cached function holding handles)."""
+    launcher, source, cache = request.module.KERNELS
+    module = importlib.import_module(f"convforge.models.{launcher}")
+    with interpret_kernels(importlib.import_module(f"convforge.models.{source}"), getattr(module, cache)):
+        yield module

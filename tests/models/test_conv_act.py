@@ -9,14 +9,7 @@ from convforge.models import build_model, resolve_spec
 
 triton = pytest.importorskip("triton")
 
-
-@pytest.fixture
-def interpreted(interpret_kernels):
-    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
-    from convforge.models import _conv_act, _conv_act_triton
-
-    with interpret_kernels(_conv_act_triton, _conv_act._source):
-        yield _conv_act
+KERNELS = ("_conv_act", "_conv_act_triton", "_source")  # for conftest.py interpreted
 
 
 @pytest.mark.parametrize(

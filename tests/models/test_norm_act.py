@@ -9,14 +9,7 @@ from convforge.models import build_model, resolve_spec
 
 triton = pytest.importorskip("triton")
 
-
-@pytest.fixture
-def interpreted(interpret_kernels):
-    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
-    from convforge.models import _norm_act, _norm_act_triton
-
-    with interpret_kernels(_norm_act_triton, _norm_act._source):
-        yield _norm_act
+KERNELS = ("_norm_act", "_norm_act_triton", "_source")  # for conftest.py interpreted
 
 
 def _pair(c: int, act: nn.Module) -> tuple[nn.BatchNorm2d, nn.Module]:

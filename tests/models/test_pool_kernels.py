@@ -7,14 +7,7 @@ import torch.nn.functional as F
 
 triton = pytest.importorskip("triton")
 
-
-@pytest.fixture
-def interpreted(interpret_kernels):
-    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
-    from convforge.models import _kernels, _pool_triton
-
-    with interpret_kernels(_pool_triton, _kernels._kernels):
-        yield _kernels
+KERNELS = ("_kernels", "_pool_triton", "_kernels")  # for conftest.py interpreted
 
 
 @pytest.mark.parametrize("shape, window", [((3, 70, 9, 8), (2, 2)), ((2, 5, 7, 10), (3, 2))])

@@ -11,14 +11,7 @@ from convforge.models import build_model, resolve_spec
 
 triton = pytest.importorskip("triton")
 
-
-@pytest.fixture
-def interpreted(interpret_kernels):
-    """The kernels rebuilt under Triton's interpreter (tests/models/conftest.py)."""
-    from convforge.models import _small_dense, _small_dense_triton
-
-    with interpret_kernels(_small_dense_triton, _small_dense._source):
-        yield _small_dense
+KERNELS = ("_small_dense", "_small_dense_triton", "_source")  # for conftest.py interpreted
 
 
 @pytest.mark.parametrize(
