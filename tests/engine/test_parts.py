@@ -188,7 +188,7 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert fused.norm_act == {(64, 1), (256, 1)}
     assert [(c.in_channels, c.out_channels, code) for c, code in fused.conv_act] == [(3, 24, 1)]
     assert fused.small_conv == ()  # its 24/64-channel convs at batch 1024 are cuDNN's work (MAX_MACS)
-    assert fused.small_dense == ()  # nor its classifier at 1024 rows (models/_small_dense.py MAX_ROWS)
+    assert [(d.in_features, d.out_features) for d, _, _ in fused.small_dense] == [(256, 10)]  # a last partial batch
     fused = warmup._fusions("digits-cnn", 1, 128)
     assert fused.norm_act == {(8, 0), (16, 0), (32, 0)} and fused.conv_act == ()
     assert [(c.in_channels, c.out_channels, relu, first) for c, relu, first in fused.small_conv] == [

@@ -86,9 +86,11 @@ class Fusions(NamedTuple):
 
 
 def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
-    """The zoo model's Fusions, the small convs and dense layers among them that are small at this batch size on
-    32 x 32 images, from the model built on the meta device (shapes without memory; anything else compiles at
-    first use)."""
+    """The zoo model's Fusions, from the model built on the meta device (shapes without memory; anything else
+    compiles at first use): the small convs that are small at this batch size on 32 x 32 images, and the dense layers
+    small enough for some batch. folder-fast's head (batch 256) ran its epochs' last 80 rows on the dense kernels,
+    whose first-use compile made a fresh command's first epoch 3.9 s instead of 2.3 (H200,
+    folder_cli_int32_fresh.log)."""
     spec = _resolved(model, channels)
     if spec is None:
         return Fusions()
@@ -103,10 +105,11 @@ def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
         for i in sorted(net.small_conv)
         if _small_conv.macs(layers[i], batch * shapes[i][1] * shapes[i][2]) <= _small_conv.MAX_MACS
     ]
+    rows = _small_dense.MAX_ROWS  # any batch of up to MAX_ROWS: an epoch's last, partial batch takes them too
     dense = [
         (layers[j], _kernels.fuses_relu(nxt[j]), i == 0)
         for i, j in sorted(net.small_dense.items())
-        if batch <= _small_dense.MAX_ROWS and _small_dense.macs(layers[j], batch) <= _small_dense.MAX_MACS
+        if _small_dense.macs(layers[j], min(batch, rows)) <= _small_dense.MAX_MACS
     ]
     return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense))
 
