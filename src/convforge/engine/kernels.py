@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from ..models._kernels import available, cdiv
+from ..models._kernels import available, cdiv, compile_ahead
 from .dynamo_free import StepWithoutDynamo
 
 BIG = 16384  # elements from which a tensor goes to the Triton kernel (a fused chunk then takes >= 8 iterations)
@@ -98,7 +98,7 @@ def _compile_both_lr_kinds(kernel, args: tuple, options: dict) -> None:
     lr_tensor = torch.zeros((), dtype=torch.float32, device=args[0].device)
     for lr_t in (False, True):
         call = (*args[:4], lr_tensor if lr_t else args[4], *args[5:])
-        kernel.warmup(*call, LR_TENSOR=lr_t, grid=(1,), **options)
+        compile_ahead(kernel, *call, LR_TENSOR=lr_t, grid=(1,), **options)
     _COMPILED.add(key)
 
 

@@ -80,9 +80,9 @@ def compile_kernel(conv: nn.Conv2d, code: int, dtype: torch.dtype) -> None:
     shapes = dict(C=conv.in_channels, KH=conv.kernel_size[0], KW=conv.kernel_size[1], STRIDE=conv.stride[0],
                   PAD=_pad(conv)[0], OUT=o, BO=_block(o))  # fmt: skip
     f32 = torch.float32
-    _source().conv_act_forward.warmup(
-        f32, f32, f32, dtype, *[2**20] * 9, ACT=code, HAS_BIAS=conv.bias is not None, BP=PIXELS, num_warps=WARPS,
-        grid=(1,), **shapes,
+    _kernels.compile_ahead(
+        _source().conv_act_forward, f32, f32, f32, dtype, *[2**20] * 9, ACT=code, HAS_BIAS=conv.bias is not None,
+        BP=PIXELS, num_warps=WARPS, grid=(1,), **shapes,
     )  # fmt: skip
 
 

@@ -135,7 +135,7 @@ def _compile_jobs(dtype: torch.dtype, c: int, code: int) -> dict[tuple, Callable
         ("sum_partials", p.finish_bc, wide): (k.sum_partials, (f32, f32, c, programs), finish),
         ("grad_apply", p.bc, wide, code): (k.grad_apply, (ptr, ptr, ptr, *[f32] * 5, rows, c), apply),
     }
-    return {key: functools.partial(kernel.warmup, *args, **kw) for key, (kernel, args, kw) in calls.items()}
+    return {key: _kernels.ahead(kernel, *args, **kw) for key, (kernel, args, kw) in calls.items()}
 
 
 class NormAct(torch.autograd.Function):

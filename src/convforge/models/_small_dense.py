@@ -104,16 +104,16 @@ def compile_jobs(linear: nn.Linear, relu: bool, in_dtype: torch.dtype, dtype: to
     `in_dtype` inputs under `dtype` autocast, as calls that run none of them (engine/warmup.py)."""
     k, out, bias, f32 = _source(), linear.out_features, linear.bias is not None, torch.float32
     sizes, options, split = [2**20] * 8, _options(out), _splits(linear.in_features)[0] > 1
-    jobs = [functools.partial(k.dense_forward.warmup, in_dtype, f32, f32, dtype, f32, *sizes, 2**20, grid=(1, 1, 1),
+    jobs = [_kernels.ahead(k.dense_forward, in_dtype, f32, f32, dtype, f32, *sizes, 2**20, grid=(1, 1, 1),
                               OUT=out, HAS_BIAS=bias, ACT=int(relu), SPLIT=split, **options["forward"])]  # fmt: skip
     if split:
         finish = dict(BM=options["forward"]["BM"], BO=options["forward"]["BO"], num_warps=WARPS)
-        jobs.append(functools.partial(k.dense_finish.warmup, f32, f32, dtype, 2**20, 2**20, grid=(1, 1), OUT=out,
+        jobs.append(_kernels.ahead(k.dense_finish, f32, f32, dtype, 2**20, 2**20, grid=(1, 1), OUT=out,
                                       HAS_BIAS=bias, ACT=int(relu), **finish))  # fmt: skip
     if in_dtype == dtype:  # a first layer's input wants no gradient
-        jobs.append(functools.partial(k.dense_input_grad.warmup, dtype, dtype, f32, dtype, *sizes, grid=(1, 1),
+        jobs.append(_kernels.ahead(k.dense_input_grad, dtype, dtype, f32, dtype, *sizes, grid=(1, 1),
                                       OUT=out, GATE=relu, **options["input"]))  # fmt: skip
-    jobs.append(functools.partial(k.dense_weight_grad.warmup, in_dtype, dtype, dtype, f32, f32, *sizes, grid=(1, 1),
+    jobs.append(_kernels.ahead(k.dense_weight_grad, in_dtype, dtype, dtype, f32, f32, *sizes, grid=(1, 1),
                                   OUT=out, GATE=relu, HAS_BIAS=bias, **options["weight"]))  # fmt: skip
     return jobs
 
