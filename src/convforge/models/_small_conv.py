@@ -134,14 +134,14 @@ def compile_jobs(conv: nn.Conv2d, relu: bool, in_dtype: torch.dtype, dtype: torc
     geometry, f32 = (conv.kernel_size, padding(conv)), torch.float32
     sizes, grid = [2**20] * 13, (1,)
     jobs = [_kernels.ahead(k.conv_forward, in_dtype, in_dtype, f32, f32, dtype, *sizes, grid=grid,
-                              **_forward_options(cin, cout, geometry, 1, False, bias, relu))]  # fmt: skip
+                           **_forward_options(cin, cout, geometry, 1, False, bias, relu))]  # fmt: skip
     if in_dtype == dtype:  # inside the network: the input gradient too (a first layer's input wants none)
         jobs.append(_kernels.ahead(k.conv_forward, dtype, dtype, f32, f32, dtype, *sizes, grid=grid,
-                                      **_forward_options(cout, cin, geometry, -1, relu, False, False)))  # fmt: skip
+                                   **_forward_options(cout, cin, geometry, -1, relu, False, False)))  # fmt: skip
     jobs.append(_kernels.ahead(k.wgrad_partial, in_dtype, dtype, dtype, f32, *[2**20] * 11, grid=(1, 1),
-                                  **_wgrad_options(cin, cout, geometry, relu)))  # fmt: skip
+                               **_wgrad_options(cin, cout, geometry, relu)))  # fmt: skip
     jobs.append(_kernels.ahead(k.wgrad_finish, f32, f32, f32, *[2**20] * 6, grid=grid,
-                                  **_finish_options(cin, cout, geometry, bias)))  # fmt: skip
+                               **_finish_options(cin, cout, geometry, bias)))  # fmt: skip
     return jobs
 
 

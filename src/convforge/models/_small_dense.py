@@ -105,16 +105,15 @@ def compile_jobs(linear: nn.Linear, relu: bool, in_dtype: torch.dtype, dtype: to
     k, out, bias, f32 = _source(), linear.out_features, linear.bias is not None, torch.float32
     sizes, options, split = [2**20] * 8, _options(out), _splits(linear.in_features)[0] > 1
     jobs = [_kernels.ahead(k.dense_forward, in_dtype, f32, f32, dtype, f32, *sizes, 2**20, grid=(1, 1, 1),
-                              OUT=out, HAS_BIAS=bias, ACT=int(relu), SPLIT=split, **options["forward"])]  # fmt: skip
+                           OUT=out, HAS_BIAS=bias, ACT=int(relu), SPLIT=split, **options["forward"])]  # fmt: skip
     if split:
-        finish = dict(BM=options["forward"]["BM"], BO=options["forward"]["BO"], num_warps=WARPS)
         jobs.append(_kernels.ahead(k.dense_finish, f32, f32, dtype, 2**20, 2**20, grid=(1, 1), OUT=out,
-                                      HAS_BIAS=bias, ACT=int(relu), **finish))  # fmt: skip
+                                   HAS_BIAS=bias, ACT=int(relu), **options["finish"]))  # fmt: skip
     if in_dtype == dtype:  # a first layer's input wants no gradient
         jobs.append(_kernels.ahead(k.dense_input_grad, dtype, dtype, f32, dtype, *sizes, grid=(1, 1),
-                                      OUT=out, GATE=relu, **options["input"]))  # fmt: skip
+                                   OUT=out, GATE=relu, **options["input"]))  # fmt: skip
     jobs.append(_kernels.ahead(k.dense_weight_grad, in_dtype, dtype, dtype, f32, f32, *sizes, grid=(1, 1),
-                                  OUT=out, GATE=relu, HAS_BIAS=bias, **options["weight"]))  # fmt: skip
+                               OUT=out, GATE=relu, HAS_BIAS=bias, **options["weight"]))  # fmt: skip
     return jobs
 
 
@@ -130,6 +129,7 @@ def _options(out: int) -> dict[str, dict]:
     bo = _block(out, FORWARD_OUT)
     return {
         "forward": dict(BM=FORWARD_ROWS, BK=FORWARD_K, BO=bo, num_warps=WARPS),
+        "finish": dict(BM=FORWARD_ROWS, BO=bo, num_warps=WARPS),  # the forward's output tiles
         "input": dict(BM=GRAD_ROWS, BK=GRAD_K, BO=bo, num_warps=WARPS),
         "weight": dict(BM=WGRAD_ROWS, BK=WGRAD_K, BO=bo, num_warps=WARPS),
     }
@@ -142,17 +142,17 @@ class SmallDense(torch.autograd.Function):
     def forward(ctx, x, weight, bias, relu, dtype):
         k, (rows, features), out = _source(), (x.shape[0], weight.shape[1]), weight.shape[0]
         y = torch.empty((rows, out), dtype=dtype, device=x.device)
-        options, (splits, per_split) = _options(out)["forward"], _splits(features)
+        options, (splits, per_split) = _options(out), _splits(features)
         partial = torch.empty((splits, rows, out), dtype=torch.float32, device=x.device) if splits > 1 else y
-        grid = (_kernels.cdiv(rows, options["BM"]), _kernels.cdiv(out, options["BO"]))
+        tiles = options["forward"]
+        grid = (_kernels.cdiv(rows, tiles["BM"]), _kernels.cdiv(out, tiles["BO"]))
         flags = dict(OUT=out, HAS_BIAS=bias is not None, ACT=int(relu))
         bias = weight if bias is None else bias
         k.dense_forward[(*grid, splits)](
-            x, weight, bias, y, partial, rows, *_map(x), per_split, SPLIT=splits > 1, **flags, **options
+            x, weight, bias, y, partial, rows, *_map(x), per_split, SPLIT=splits > 1, **flags, **tiles
         )  # fmt: skip
         if splits > 1:
-            k.dense_finish[grid](partial, bias, y, rows, splits, BM=options["BM"], BO=options["BO"],
-                                 num_warps=WARPS, **flags)  # fmt: skip
+            k.dense_finish[grid](partial, bias, y, rows, splits, **flags, **options["finish"])
         ctx.save_for_backward(x, weight, y if relu else None)
         ctx.has_bias, ctx.dtype = flags["HAS_BIAS"], dtype
         return y
