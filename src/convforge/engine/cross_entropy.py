@@ -1,0 +1,134 @@
+"""The training loss, mean cross-entropy with label smoothing, as one Triton launch forward and one element-wise op
+backward, on CUDA.
+
+Why: the step runs in CUDA graphs and is latency-bound (each kernel ~2-3 us). PyTorch's path for bf16 logits is ~6
+kernels: the cast to fp32, log_softmax and nll_loss forward; nll_loss and log_softmax backward and the cast of the
+gradient back to bf16. Here the forward computes the loss and, in the same pass, the gradient of the mean loss w.r.t.
+the logits (in the logits' dtype, as autograd wants it); the backward scales that saved gradient by the loss's
+gradient (a device tensor: no host sync). Numbers equal F.cross_entropy(logits.float(), labels,
+label_smoothing=ls): fp32 arithmetic, one rounding of the gradient to the logits' dtype.
+
+Labels must be class indices in [0, classes): F.cross_entropy's ignore_index (-100) is not honoured, and a label out
+of range adds no target term where PyTorch's CUDA kernel raises a device-side assert. Class weights, the CPU,
+tracing, scripting, torch.compile and problems larger than the limits below take F.cross_entropy.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from ..models import _kernels
+
+# One program for the whole batch: the loss is a sum over rows, and a grid of programs would need a second launch
+# (partial sums, then a finishing pass) or atomics (order-dependent, not deterministic) to add them. At the trainer's
+# batch sizes (32-1024 rows x 10 classes: 1-4 blocks of BLOCK_ELEMENTS) one program's loop is a few microseconds
+# (expected from the loop length; not yet measured on a GPU). Its time grows with rows x padded classes, so problems
+# above MAX_ELEMENTS (32 blocks: 8192 rows x <= 16 classes, 128 rows x 1024) keep PyTorch's grid of programs.
+MAX_ROWS, MAX_CLASSES, MAX_ELEMENTS = 8192, 1024, 2**17
+BLOCK_ELEMENTS = 4096  # rows x padded classes per loop iteration: 32 fp32 values a thread at 4 warps
+MIN_CLASS_BLOCK = 16  # classes are padded to a power of two, at least this: 1-16 classes share one compiled kernel
+WARPS = 4
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing) as a 0-d fp32 tensor (the mean over
+    rows); on the fused kernels where `fusable`."""
+    if not fusable(logits, labels):
+        return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+    return FusedCrossEntropy.apply(logits, labels, float(label_smoothing))
+
+
+def fusable(logits: torch.Tensor, labels: torch.Tensor) -> bool:
+    """A CUDA rows x classes matrix of a float type within the limits (offsets in int32), int64 labels (one a row)
+    on its device, no tracing, scripting or torch.compile (they see PyTorch's ops), Triton available."""
+    if not (logits.is_cuda and logits.dim() == 2 and logits.dtype in _kernels.FLOAT_TYPES and fits(*logits.shape)):
+        return False
+    if labels.dtype != torch.int64 or labels.shape != logits.shape[:1] or labels.device != logits.device:
+        return False
+    if logits.shape[0] * logits.stride(0) >= _kernels.INT32_LIMIT:  # a slice of a huge matrix: int32 offsets
+        return False
+    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
+        return False
+    return _kernels.available()
+
+
+def fits(rows: int, classes: int) -> bool:
+    """The problem is small enough for one program (see MAX_ELEMENTS)."""
+    return 0 < rows <= MAX_ROWS and 0 < classes <= MAX_CLASSES and rows * _blocks(classes)[1] <= MAX_ELEMENTS
+
+
+def _blocks(classes: int) -> tuple[int, int]:
+    """Rows per loop iteration and the padded class block: fixed per class count, never by the row count, so an
+    epoch's last, partial batch launches the kernel the captured steps loaded."""
+    block_c = max(MIN_CLASS_BLOCK, 1 << (classes - 1).bit_length())
+    return max(1, BLOCK_ELEMENTS // block_c), block_c
+
+
+@functools.cache
+def _forward_kernel():
+    import triton
+    import triton.language as tl
+
+    # Sizes unspecialized (a partial batch of 1 row, any row stride) and no alignment assumed of the caller's tensors
+    # (a column slice): one compiled kernel per dtype and class block, the one the warm-up compiles.
+    @triton.jit(do_not_specialize=["rows", "classes", "stride"], do_not_specialize_on_alignment=["logits", "labels"])
+    def cross_entropy_forward(logits, labels, loss, grad, rows, classes, stride, smoothing, BM: tl.constexpr,
+                              BC: tl.constexpr):  # fmt: skip
+        cols = tl.arange(0, BC)
+        in_row = cols < classes
+        total = tl.zeros([BM], tl.float32)
+        for r0 in range(0, rows, BM):  # in order, then one tl.sum: the same loss bits every run
+            r = r0 + tl.arange(0, BM)  # int32 offsets: rows x row stride < INT32_LIMIT (fusable)
+            mask = (r < rows)[:, None] & in_row[None, :]
+            x = tl.load(logits + r[:, None] * stride + cols[None, :], mask=mask, other=0.0).to(tl.float32)
+            x = tl.where(in_row[None, :], x, -float("inf"))  # padding adds nothing; rows past the end stay finite
+            hit = cols[None, :] == tl.load(labels + r, mask=r < rows, other=0)[:, None]
+            top = tl.max(x, 1)
+            e = tl.exp(x - top[:, None])
+            sum_e = tl.sum(e, 1)
+            lse = top + tl.log(sum_e)
+            picked = tl.sum(tl.where(hit, x, 0.0), 1)
+            mean_x = tl.sum(tl.where(in_row[None, :], x, 0.0), 1) / classes
+            row_loss = (1 - smoothing) * (lse - picked) + smoothing * (lse - mean_x)
+            total += tl.where(r < rows, row_loss, 0.0)
+            target = tl.where(hit, 1 - smoothing, 0.0) + smoothing / classes
+            d = (e / sum_e[:, None] - target) / rows
+            tl.store(grad + r[:, None] * classes + cols[None, :], d.to(grad.dtype.element_ty), mask=mask)
+        tl.store(loss, tl.sum(total, 0) / rows)
+
+    return cross_entropy_forward
+
+
+def compile_forward(dtype: torch.dtype, classes: int = MIN_CLASS_BLOCK) -> None:
+    """Compile (or load from Triton's disk cache) the forward kernel for `dtype` logits of `classes` classes (the
+    default: any count up to 16, every built-in data set's) without running it (engine/warmup.py calls this while
+    the data loads: a first launch inside a CUDA-graph capture would fail it)."""
+    block_m, block_c = _blocks(classes)
+    sizes = (2**20, 2**20, 2**20)  # rows, classes, row stride: unspecialized
+    _kernels.compile_ahead(_forward_kernel(), dtype, torch.int64, torch.float32, dtype, *sizes, 0.1, grid=(1,),
+                           BM=block_m, BC=block_c, num_warps=WARPS)  # fmt: skip
+
+
+class FusedCrossEntropy(torch.autograd.Function):
+    """The mean cross-entropy of rows x classes logits (any row stride) with label smoothing, computed in fp32; its
+    gradient in the logits' dtype."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float) -> torch.Tensor:
+        logits = logits if logits.stride(1) == 1 else logits.contiguous()
+        rows, classes = logits.shape
+        loss = torch.empty((), dtype=torch.float32, device=logits.device)
+        grad = torch.empty((rows, classes), dtype=logits.dtype, device=logits.device)
+        block_m, block_c = _blocks(classes)
+        _forward_kernel()[(1,)](logits, labels.contiguous(), loss, grad, rows, classes, logits.stride(0),
+                                label_smoothing, BM=block_m, BC=block_c, num_warps=WARPS)  # fmt: skip
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        (grad,) = ctx.saved_tensors
+        return grad * grad_loss, None, None  # a 0-d fp32 factor keeps grad's dtype
