@@ -130,12 +130,21 @@ SMALL_DENSE = {
         dict(OUT=128, GATE=True, HAS_BIAS=True, BM=64, BK=64, BO=64),
     ),
 }
+GATHER = {
+    "gather_chunk": (
+        dict(images="*u8", labels="*i64", order="*i64", ptr="*i64", lr_table=F, offset=F, scale=F, out_images=F,
+             out_labels="*i64", out_rows="*i64", out_lrs=F, tickets="*i32", batch=N, image_size=N, channels=N,
+             groups=N, BLOCK=C),
+        dict(BLOCK=1024),
+    ),
+}  # fmt: skip
 TABLES = {
     "norm_act": NORM_ACT,
     "pool": POOL_KERNELS,
     "conv_act": CONV_ACT,
     "small_conv": SMALL_CONV,
     "small_dense": SMALL_DENSE,
+    "gather": GATHER,
 }
 CASES = [
     (source, name, act)
@@ -151,6 +160,7 @@ def compile_all() -> list[str]:
     import triton
     from triton.backends.compiler import GPUTarget
 
+    from convforge.engine.fast import _gather_triton
     from convforge.models import (
         _conv_act_triton,
         _norm_act_triton,
@@ -165,6 +175,7 @@ def compile_all() -> list[str]:
         "conv_act": _conv_act_triton,
         "small_conv": _small_conv_triton,
         "small_dense": _small_dense_triton,
+        "gather": _gather_triton,
     }
     failures = []
     for source, name, act in CASES:

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 
 from ..inference import resolve_precision
 from ..models import _conv_act, _kernels, _norm_act, _small_conv, _small_dense, build_model, resolve_spec
-from . import kernels
+from . import cross_entropy, kernels
+from .fast import gather
 
 COMPILE_THREADS = 4
 
@@ -131,7 +132,7 @@ def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: boo
     other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
     the fused conv + activation's for each (conv, activation), and the small convs' and dense layers' of `pairs`."""
     compiling = None
-    if (pools != set() or adam is not None or any(pairs)) and _kernels.available():
+    if _kernels.available():  # every run on CUDA launches some: the loss, the captured chunks' gather
         args = (_compile, device, dtype, pools, adam, pairs)
         compiling = threading.Thread(target=_quietly, args=args, daemon=True)
         compiling.start()
@@ -165,6 +166,9 @@ def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: 
         jobs.append(functools.partial(_kernels.compile_pool, dtype, pools))
     if adam is not None:
         jobs.append(functools.partial(kernels.compile_adam, device, decoupled=adam))
+    # the loss: the steps' logits in autocast's dtype, measure()'s in fp32 (inference.batched_logits)
+    jobs += [functools.partial(cross_entropy.compile_forward, t) for t in dict.fromkeys((dtype, torch.float32))]
+    jobs.append(functools.partial(gather.compile_ahead, device))  # a captured chunk's batches (uint8 images)
     jobs += _norm_act.compile_jobs(dtype, pairs.norm_act) if pairs.norm_act else []
     jobs += [functools.partial(_conv_act.compile_kernel, conv, code, dtype) for conv, code in pairs.conv_act]
     if dtype != torch.float32:  # the small convs and dense layers run under autocast only; a first layer sees images

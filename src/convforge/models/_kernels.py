@@ -117,6 +117,21 @@ def may_fuse(enabled: bool, x: torch.Tensor, *modules: nn.Module, dims: tuple[in
     return not hooked and available()
 
 
+TICKET_SLOTS = 64  # arrival counters per stream (_arrival_triton.py): a launch uses one per group of programs
+_TICKETS: dict[tuple[torch.device, int], torch.Tensor] = {}
+
+
+def tickets(device: torch.device) -> torch.Tensor:
+    """Arrival counters (int32 zeros) for kernels whose last-arriving program does a final step (_arrival_triton.py);
+    every launch leaves its counters at zero. One set per stream, since launches on one stream run one after another;
+    a CUDA graph keeps the set of the stream it was captured on (its replays never overlap other launches here)."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    counters = _TICKETS.get((device, stream))
+    if counters is None:
+        counters = _TICKETS[(device, stream)] = torch.zeros(TICKET_SLOTS, dtype=torch.int32, device=device)
+    return counters
+
+
 @functools.cache
 def sms(device: torch.device) -> int:
     """Streaming multiprocessors of a CUDA device (launch grids follow it); 4 for the CPU (Triton's interpreter)."""
@@ -135,10 +150,12 @@ def pool_blocks(c: int) -> tuple[int, int]:
     return BLOCK_P * BLOCK_C // bc, bc
 
 
-def _launch(kernel, tensors: tuple[torch.Tensor, ...], shape: tuple[int, ...], kh: int, kw: int) -> None:
+def _launch(kernel, tensors: tuple[torch.Tensor, ...], shape: tuple[int, ...], kh: int, kw: int,
+            partial_windows: bool = False) -> None:  # fmt: skip
+    """`partial_windows`: a program position for each window the map starts, whole or not (the backward's zeros)."""
     n, c, h, w = shape
     ho, wo = h // kh, w // kw
-    positions = n * ho * wo
+    positions = n * (cdiv(h, kh) * cdiv(w, kw) if partial_windows else ho * wo)
     bp, bc = pool_blocks(c)
     grid = (cdiv(positions, bp), cdiv(c, bc))
     kernel[grid](*tensors, positions, ho, wo, h, w, c, KH=kh, KW=kw, BP=bp, BC=bc, num_warps=4)
@@ -164,7 +181,5 @@ class WindowMax(torch.autograd.Function):
         shape, kh, kw = ctx.geometry
         grad = grad.contiguous(memory_format=torch.channels_last)
         gx = torch.empty(shape, dtype=grad.dtype, device=grad.device, memory_format=torch.channels_last)
-        _launch(_kernels()[1], (grad, arg, gx), shape, kh, kw)
-        gx[:, :, shape[2] // kh * kh :].zero_()  # rows and columns past the last whole window: no gradient
-        gx[:, :, :, shape[3] // kw * kw :].zero_()
+        _launch(_kernels()[1], (grad, arg, gx), shape, kh, kw, partial_windows=True)
         return gx, None, None

@@ -47,8 +47,21 @@ def pool_forward(x, y, arg, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl
 @triton.jit(do_not_specialize=SIZES)
 def pool_backward(g, arg, gx, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr,
                   BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
-    mask, corner, out = _window(positions, ho, wo, h, w, c, KH, KW, BP, BC)
-    grad = tl.load(g + out, mask=mask, other=0.0)
-    where = tl.load(arg + out, mask=mask, other=0)
+    """Every element of gx written once: the window's gradient at its maximum, else 0. `positions` counts windows on
+    a grid of ceil(h / KH) x ceil(w / KW) per image, so the rows and columns past the last whole window (odd sizes)
+    get their zeros here too, not from two more kernels."""
+    p = tl.program_id(0) * BP + tl.arange(0, BP)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
+    ch = tl.program_id(1) * BC + tl.arange(0, BC)
+    cho, cwo = (h + KH - 1) // KH, (w + KW - 1) // KW
+    j = p % cwo
+    i = (p // cwo) % cho
+    n = p // (cwo * cho)
+    mask = (p < positions)[:, None] & (ch < c)[None, :]
+    whole = mask & ((i < ho) & (j < wo))[:, None]
+    out = (((n * ho + i) * wo + j) * c)[:, None] + ch[None, :]
+    grad = tl.load(g + out, mask=whole, other=0.0)
+    where = tl.load(arg + out, mask=whole, other=-1)
+    corner = (((n * h + i * KH) * w + j * KW) * c)[:, None] + ch[None, :]
     for k in tl.static_range(KH * KW):
-        tl.store(gx + corner + ((k // KW) * w + k % KW) * c, tl.where(where == k, grad, 0.0), mask=mask)
+        inside = ((i * KH + k // KW < h) & (j * KW + k % KW < w))[:, None]
+        tl.store(gx + corner + ((k // KW) * w + k % KW) * c, tl.where(where == k, grad, 0.0), mask=mask & inside)
