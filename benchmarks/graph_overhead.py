@@ -1,0 +1,150 @@
+"""Where a same-recipe run spends time beyond its replayed steps: per-epoch times and K of a few runs, then one run
+under torch.profiler: GPU idle gaps by size, the host ops overlapping them, the engine's phases (warm-up steps,
+captures, the epoch's eager tail step) and the kernels of the later epochs by name. NOPROF=1 skips the profiled run.
+
+  PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/graph_overhead.py mnist-digits-cnn mnist 3
+  (graph_overhead_profile_*.log: an earlier version of this script, which did not print K yet)
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import json
+import os
+import sys
+import tempfile
+import time
+
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from convforge import api
+from convforge.bench.train import REFERENCE, SPLIT
+from convforge.engine import loop
+from convforge.engine.fast import graph
+
+PHASES = [(loop.Trainer, "train_epoch", "EPOCH"), (graph.GraphStep, "_warmup", "WARMUP"),
+          (graph.GraphStep, "_capture", "CAPTURE"), (graph.GraphStep, "_replay_and_pick_k", "PICKK"),
+          (graph.GraphStep, "start_epoch", "START"), (loop.Trainer, "step", "EAGERSTEP")]  # fmt: skip
+
+
+def run(name: str, source: str, seed: int) -> None:
+    ref = REFERENCE[name]
+    options = {k: v for k, v in ref.items() if k != "source"}
+    options.update(split=SPLIT[ref["source"]], schedule="constant", rescale="unit")
+    trainers = []
+    init = loop.Trainer.__init__
+
+    def keep(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        trainers.append(self)
+
+    loop.Trainer.__init__ = keep
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            r = api.train(source, seed=seed, out=f"{tmp}/run", progress=False, log=lambda s: None, **options)
+            total = time.perf_counter() - t0
+    finally:
+        loop.Trainer.__init__ = init
+    epochs = [row["time_s"] for row in r.history]
+    k = getattr(trainers[-1].fast, "k", None) if trainers else None
+    print(f"{name} seed {seed}: K {k} train {sum(epochs):.3f} s epochs {epochs} total {total:.2f} "
+          f"acc {r.test_accuracy:.4f}", flush=True)  # fmt: skip
+
+
+def labelled(cls, method: str, label: str) -> None:
+    inner = getattr(cls, method)
+
+    def wrapper(*args, **kwargs):
+        with record_function(label):
+            return inner(*args, **kwargs)
+
+    setattr(cls, method, wrapper)
+
+
+def gaps_of(kernels: list[tuple]) -> list[tuple]:
+    """(idle us, start, end, kernel before, kernel after) of each stretch where no GPU work ran."""
+    gaps, end, before = [], kernels[0][1], kernels[0][2]
+    for start, stop, name in kernels:
+        if start > end:
+            gaps.append((start - end, end, start, before, name))
+        if stop > end:
+            end, before = stop, name
+    return gaps
+
+
+def size_class(us: float) -> str:
+    bounds = [(2, "<2us"), (5, "<5us"), (20, "<20us"), (100, "<100us"), (1000, "<1ms")]
+    return next((label for bound, label in bounds if us < bound), ">=1ms")
+
+
+def report(events: list[dict]) -> None:
+    kinds = ("kernel", "gpu_memcpy", "gpu_memset")
+    kernels = sorted((e["ts"], e["ts"] + e["dur"], e["name"]) for e in events if e.get("cat") in kinds)
+    gaps = gaps_of(kernels)
+    busy = sum(stop - start for start, stop, _ in kernels)
+    print(f"gpu events {len(kernels)}")
+    print(f"span {(kernels[-1][1] - kernels[0][0]) / 1e3:.1f} ms busy {busy / 1e3:.1f} ms "
+          f"idle {sum(g[0] for g in gaps) / 1e3:.1f} ms")  # fmt: skip
+    by_size = collections.Counter()
+    for gap in gaps:
+        by_size[size_class(gap[0])] += gap[0]
+    print("idle by gap size (ms):", {k: round(v / 1e3, 2) for k, v in sorted(by_size.items())})
+    host = sorted((e for e in events if e.get("cat") in ("cpu_op", "cuda_runtime", "user_annotation", "cuda_driver")
+                   and "dur" in e), key=lambda e: e["ts"])  # fmt: skip
+    starts = [e["ts"] for e in host]
+    big = sorted((g for g in gaps if g[0] >= 20), key=lambda g: g[1])
+    overlap = collections.Counter()
+    for _, start, end, _, _ in big:
+        for op in host[bisect.bisect_left(starts, start - 5e4) :]:
+            if op["ts"] > end:
+                break
+            overlap[op["name"]] += max(0.0, min(end, op["ts"] + op["dur"]) - max(start, op["ts"]))
+    print("host ops overlapping GPU gaps >= 20us (ms):")
+    for name, us in overlap.most_common(30):
+        print(f"  {us / 1e3:8.2f}  {name[:100]}")
+    print("largest gaps:")
+    for us, start, _, before, after in sorted(big, reverse=True)[:25]:
+        at = (start - kernels[0][0]) / 1e3
+        print(f"  {us / 1e3:7.2f} ms at {at:8.1f} ms  after {before[:50]} before {after[:50]}")
+    phases = sorted((e["ts"], e["dur"], e["name"]) for e in events
+                    if e.get("cat") == "user_annotation" and e["name"].isupper())  # fmt: skip
+    for ts, dur, name in phases:
+        print(f"  {name:10s} at {(ts - kernels[0][0]) / 1e3:8.1f} ms  host {dur / 1e3:7.2f} ms")
+    later_epochs(events, kernels, [(ts, ts + dur) for ts, dur, name in phases if name == "EPOCH"])
+
+
+def later_epochs(events: list[dict], kernels: list[tuple], epochs: list[tuple]) -> None:
+    """Kernels of epochs 2 and on (host time windows), by name: count and mean us."""
+    if len(epochs) < 3:
+        return
+    lo, hi = epochs[1][0], epochs[-1][1]
+    inside = [k for k in kernels if lo <= k[0] <= hi]
+    launches = sum(1 for e in events if e.get("name") == "cudaGraphLaunch" and lo <= e["ts"] <= hi)
+    count, time_us = collections.Counter(), collections.Counter()
+    for start, stop, name in inside:
+        count[name] += 1
+        time_us[name] += stop - start
+    print(f"steady epochs: {len(inside)} kernels, {launches} graph launches")
+    for name, n in count.most_common(60):
+        print(f"  {n:7d}  {time_us[name] / n:6.2f} us  {name[:110]}")
+
+
+def main(name: str, source: str, runs: int) -> None:
+    for seed in range(runs):
+        run(name, source, seed)
+    if os.environ.get("NOPROF"):
+        return
+    for cls, method, label in PHASES:
+        labelled(cls, method, label)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        run(name, source, 99)
+    path = f"{tempfile.gettempdir()}/trace_{name}.json"
+    prof.export_chrome_trace(path)
+    with open(path) as f:
+        report(json.load(f)["traceEvents"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
