@@ -1,0 +1,60 @@
+"""A/B of one engine switch on the same-recipe runs, alternating between on and off in one process on one GPU
+(machines differ by several percent, so separate calls cannot show a 2-3% effect). Prints per variant the mean
+training seconds, epoch 1 and later epochs. Switches: `gather`, the captured chunk's one-kernel gather
+(engine/fast/gather.py) against the eager gathers it replaced. (A `pool` switch measured a max pool fused into the
+batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
+
+  PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/same_recipe_ab.py gather mnist-digits-cnn mnist 4
+  PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/same_recipe_ab.py gather cifar-simple-cnn \
+      .data/cifar10-jpg-train.tar.gz 3
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+
+from convforge import api
+from convforge.bench.train import REFERENCE, SPLIT
+from convforge.engine.fast import gather
+
+
+def _gather(on: bool) -> None:
+    gather.usable = USABLE if on else lambda *args: False
+
+
+USABLE = gather.usable
+SWITCHES = {"gather": _gather}
+
+
+def main(switch: str, name: str, source: str, rounds: int) -> None:
+    ref = REFERENCE[name]
+    options = {k: v for k, v in ref.items() if k != "source"}
+    options.update(split=SPLIT[ref["source"]], schedule="constant", rescale="unit")  # as bench train's plain loop
+    turn = SWITCHES[switch]
+
+    def run(seed: int) -> tuple[list[float], float]:
+        with tempfile.TemporaryDirectory() as tmp:
+            r = api.train(source, seed=seed, out=f"{tmp}/run", progress=False, log=lambda s: None, **options)
+        return [row["time_s"] for row in r.history], r.test_accuracy
+
+    for on in (True, False):  # compiles and loads both variants' kernels: not counted
+        turn(on)
+        run(0)
+    results: dict[str, list] = {f"{switch} on": [], f"{switch} off": []}
+    for seed in range(1, rounds + 1):
+        for on in (True, False):
+            turn(on)
+            results[f"{switch} {'on' if on else 'off'}"].append(run(seed))
+    turn(True)
+    for label, runs in results.items():
+        train = statistics.fmean(sum(epochs) for epochs, _ in runs)
+        first = statistics.fmean(epochs[0] for epochs, _ in runs)
+        later = statistics.fmean(statistics.fmean(epochs[1:]) for epochs, _ in runs)
+        accs = [round(acc, 4) for _, acc in runs]
+        print(f"{name} {label}: train {train:.4f} s, epoch 1 {first:.4f} s, later epochs {later:.4f} s, acc {accs}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
