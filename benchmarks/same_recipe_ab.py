@@ -1,7 +1,8 @@
 """A/B of one engine switch on the same-recipe runs, alternating between on and off in one process on one GPU
 (machines differ by several percent, so separate calls cannot show a 2-3% effect). Prints per variant the mean
 training seconds, epoch 1 and later epochs. Switches: `gather`, the captured chunk's one-kernel gather
-(engine/fast/gather.py) against the eager gathers it replaced. (A `pool` switch measured a max pool fused into the
+(engine/fast/gather.py) against the eager gathers it replaced; `loss`, the fused cross-entropy
+(engine/cross_entropy.py) against PyTorch's. (A `pool` switch measured a max pool fused into the
 batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
 
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/same_recipe_ab.py gather mnist-digits-cnn mnist 4
@@ -17,6 +18,7 @@ import tempfile
 
 from convforge import api
 from convforge.bench.train import REFERENCE, SPLIT
+from convforge.engine import cross_entropy
 from convforge.engine.fast import gather
 
 
@@ -24,8 +26,12 @@ def _gather(on: bool) -> None:
     gather.usable = USABLE if on else lambda *args: False
 
 
+def _loss(on: bool) -> None:
+    cross_entropy.ENABLED = on
+
+
 USABLE = gather.usable
-SWITCHES = {"gather": _gather}
+SWITCHES = {"gather": _gather, "loss": _loss}
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

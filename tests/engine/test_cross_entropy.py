@@ -133,7 +133,7 @@ def test_limits() -> None:
     assert ce.fits(1, 10) and ce.fits(ce.MAX_ROWS, 10) and ce.fits(64, ce.MAX_CLASSES)
     assert not ce.fits(0, 10) and not ce.fits(ce.MAX_ROWS + 1, 10) and not ce.fits(64, ce.MAX_CLASSES + 1)
     assert not ce.fits(ce.MAX_ROWS, 1000)  # rows x padded classes above MAX_ELEMENTS: a long single-program loop
-    assert ce._blocks(10) == (256, 16) and ce._blocks(1) == (256, 16) and ce._blocks(1000) == (4, 1024)
+    assert ce._blocks(10) == (32, 16) and ce._blocks(1) == (32, 16) and ce._blocks(1000) == (1, 1024)
 
 
 # -- compiled for the GPU ------------------------------------------------------------------------------------------
