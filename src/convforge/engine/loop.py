@@ -149,7 +149,6 @@ class Trainer:
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.started = time.perf_counter()
-        self.unit_grad = torch.ones((), device=self.device)  # d loss / d loss (losses are fp32 scalars)
         self.augment = Augment(
             cfg.flip, cfg.shift, cfg.shear, cfg.zoom, cfg.crop_pad, cfg.cutout, cfg.brightness, cfg.contrast
         )
@@ -218,7 +217,7 @@ class Trainer:
             logits = self.model(images)
         loss = self.loss_fn(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward(self.unit_grad)  # a kept 1.0: backward() would fill a new one each step, a kernel in the graph
+        loss.backward()
         self.optimizer.step()
         for hook in self.after_step:
             hook()
