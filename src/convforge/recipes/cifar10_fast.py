@@ -1,13 +1,15 @@
-"""cifar10_fast: 88.17% +- 0.19% (5 runs, 10,000 JPEG training images held out) in 0.98-0.99 s of training, H200,
-torch 2.11 (benchmarks/results/cifar_sweep_*_conv_act.md; another H200: 0.973-0.986 s, *_final_stem128.md), with the
-fused batchnorm + GELU kernels (models/_norm_act.py; 1.14 -> 1.03 s, cifar_sweep_*_s8_base.md vs *_s8_normact.md), the
-whitening bias frozen after 3 epochs (1.04 -> 1.00 s; 87.94% when trained throughout, *_stem_freeze.md) and the frozen
-stem's conv + GELU as one kernel (models/_conv_act.py). More epochs: 9 epochs 88.49% in 1.12 s, 10 epochs 88.86% in
-1.23 s. Earlier ablations (cifar_sweep_*_triton_pool.md, 2 seeds): 12 epochs 89.4%; round 1
-(cifar_sweep_*_speed.md): without lookahead 86.0%, onecycle instead of triangle 87.5%, ReLU 87.4%, trained BN scale
-84.4%, no 64x shift lr 86.8%, default init 86.6%, global avg pool 86.4%, fp32 88.1% (no gain over bf16).
-A training step (batch 1024, step_variants_normact_*.md) is 2.85 ms of GPU time: convolutions 1.78 ms, batchnorm +
-GELU 0.49, pools 0.19. Previous version (ReLU, no lookahead/dirac/bias-lr, flip TTA): 84.2% in 1.30 s, 8 epochs.
+"""cifar10_fast: 88.12% (5 runs, 10,000 JPEG training images held out) in 0.96-0.97 s of training after the first run in
+a process (1.07 s) with the one-kernel chunk gather (H200, train_speed_*_final_session10.md); before it 88.17% +-
+0.19% in 0.98-0.99 s of training, H200, torch 2.11 (benchmarks/results/cifar_sweep_*_conv_act.md; another H200:
+0.973-0.986 s, *_final_stem128.md), with the fused batchnorm + GELU kernels (models/_norm_act.py; 1.14 -> 1.03 s,
+cifar_sweep_*_s8_base.md vs *_s8_normact.md), the whitening bias frozen after 3 epochs (1.04 -> 1.00 s; 87.94% when
+trained throughout, *_stem_freeze.md) and the frozen stem's conv + GELU as one kernel (models/_conv_act.py). More
+epochs: 9 epochs 88.49% in 1.12 s, 10 epochs 88.86% in 1.23 s. Earlier ablations (cifar_sweep_*_triton_pool.md, 2
+seeds): 12 epochs 89.4%; round 1 (cifar_sweep_*_speed.md): without lookahead 86.0%, onecycle instead of triangle
+87.5%, ReLU 87.4%, trained BN scale 84.4%, no 64x shift lr 86.8%, default init 86.6%, global avg pool 86.4%, fp32
+88.1% (no gain over bf16). A training step (batch 1024, step_variants_normact_*.md) is 2.85 ms of GPU time:
+convolutions 1.78 ms, batchnorm + GELU 0.49, pools 0.19. Previous version (ReLU, no lookahead/dirac/bias-lr, flip
+TTA): 84.2% in 1.30 s, 8 epochs.
 
 In the style of airbench94 (KellerJordan/cifar10-airbench, whose ablation table credits each trick with epochs
 saved) and David Page's CIFAR-10 speed runs, from their public descriptions, own code:

@@ -1,21 +1,24 @@
-"""folder_fast: Imagenette-128 85.25% +- 1.08% over 5 runs (1,500 held out), 40 epochs, training loop 2.9 s, H200,
-torch 2.11, with the fused batchnorm + ReLU kernels (benchmarks/results/train_speed_*_normact_fashion_folder.md; the
-same 5 seeds before them: 85.71% +- 0.64%, 3.7 s). As a command on a fresh H200 (folder_cli_threads_*.log): 14.6 s
-wall, then 10.2 s. 45 epochs (benchmarks/folder_epochs.py, folder_fast_epochs_normact_*.json): 85.57% (min 84.27%)
-in 3.25 s, and 15.8 s as a fresh command (folder_cli_e45_fresh.log): not adopted. Earlier: 85.8% mean of 3 runs.
-Wall time incl. decoding (each run decodes afresh; train_speed_*_folder_warmup.md): 16.3 s for the first run on a
-fresh machine (CUDA/cuDNN start-up and the Triton kernels' compilation overlap the decoding: engine/warmup.py; 19.9 s
-without that), then 11.6 and 12.6 s; training loop 4.1 s (4.9 s first run).
-As a command on a fresh H200 (`time convforge train IMAGENETTE.tar.gz --recipe fast`, folder_cli_final_*.log): 12.3 s,
-of which 8.0 s inside the process (data 2.1, GPU warm-up wait 0.3, setup 0.2, epochs 5.3); 20.4 s before decoding moved
-to processes and training stopped importing torch._dynamo. Training loop 3.7 s after the pool kernel's vector loads.
-Measured per epoch count (benchmarks/results/folder_fast_epochs_NVIDIA-H200_2026-11-22.log): 30 epochs 84.5% (3 runs,
-11.4 s wall, previous session), 40 epochs 86.1 / 86.1 / 85.3%, 50 epochs 87.1 / 85.5% (13.3 / 14.1 s wall).
+"""folder_fast: Imagenette-128 85.20% +- 1.46% over 5 runs (1,500 held out), 40 epochs, training loop 2.77-2.79 s after
+the first run in a process (3.09 s) with the fused loss and the one-kernel chunk gather; a fresh command 11.26 s
+(H200, train_speed_*_final_session10_folder.md, folder_cli_final_session10.log). Before them 85.25% +- 1.08%,
+training loop 2.9 s, H200, torch 2.11, with the fused batchnorm + ReLU kernels
+(benchmarks/results/train_speed_*_normact_fashion_folder.md; the same 5 seeds before them: 85.71% +- 0.64%, 3.7 s).
+As a command on a fresh H200 (folder_cli_threads_*.log): 14.6 s wall, then 10.2 s. 45 epochs
+(benchmarks/folder_epochs.py, folder_fast_epochs_normact_*.json): 85.57% (min 84.27%) in 3.25 s, and 15.8 s as a
+fresh command (folder_cli_e45_fresh.log): not adopted. Earlier: 85.8% mean of 3 runs. Wall time incl. decoding (each
+run decodes afresh; train_speed_*_folder_warmup.md): 16.3 s for the first run on a fresh machine (CUDA/cuDNN start-up
+and the Triton kernels' compilation overlap the decoding: engine/warmup.py; 19.9 s without that), then 11.6 and 12.6
+s; training loop 4.1 s (4.9 s first run). As a command on a fresh H200 (`time convforge train IMAGENETTE.tar.gz
+--recipe fast`, folder_cli_final_*.log): 12.3 s, of which 8.0 s inside the process (data 2.1, GPU warm-up wait 0.3,
+setup 0.2, epochs 5.3); 20.4 s before decoding moved to processes and training stopped importing torch._dynamo.
+Training loop 3.7 s after the pool kernel's vector loads. Measured per epoch count
+(benchmarks/results/folder_fast_epochs_NVIDIA-H200_2026-11-22.log): 30 epochs 84.5% (3 runs, 11.4 s wall, previous
+session), 40 epochs 86.1 / 86.1 / 85.3%, 50 epochs 87.1 / 85.5% (13.3 / 14.1 s wall).
 
 Any folder of photos, decoded once to 128x128, trained from scratch.
 
-Stride-2 stem to 64x64, then four conv-pool-BN blocks; flip and 16-pixel translate; Nesterov SGD, one cycle.
-Measured with benchmarks/train_speed.py (train s = the epochs loop): benchmarks/results/train_speed_*.md.
+Stride-2 stem to 64x64, then four conv-pool-BN blocks; flip and 16-pixel translate; Nesterov SGD, one cycle. Measured
+with benchmarks/train_speed.py (train s = the epochs loop): benchmarks/results/train_speed_*.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""mnist_fast: 99.55% mean of 5 runs (official test set), 0.75-0.77 s training after the first run in a process,
-H200, torch 2.11, with the fused batchnorm + ReLU kernels, the stem on the small-conv kernels and int32 indexing
-(benchmarks/results/train_speed_*_int32.md); 0.78-0.79 s before the int32 indexing (*_smallconv_final.md),
+"""mnist_fast: 99.55% mean of 5 runs (official test set), 0.72-0.74 s training after the first run in a process,
+H200, torch 2.11, with the fused batchnorm + ReLU kernels, the stem on the small-conv kernels, int32 indexing, the
+fused loss and the one-kernel chunk gather (benchmarks/results/train_speed_*_final_session10.md, *_gather_ce.md);
+0.75-0.77 s before the last two (train_speed_*_int32.md); 0.78-0.79 s before the int32 indexing (*_smallconv_final.md),
 0.92-0.93 s before the small-conv kernels (train_speed_*_normact.md); earlier 99.55% in 1.28 s.
 
 6 epochs (round 1: 8 epochs, 99.56% in 1.81 s; round 2 measured 7 epochs: 99.52%, 1.49 s). Round 2's numbers were
