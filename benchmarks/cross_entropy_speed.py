@@ -10,6 +10,7 @@ import functools
 
 import torch
 import torch.nn.functional as F
+from _graph_timing import captured, replay_us
 
 from convforge.engine import cross_entropy as ce
 
@@ -19,25 +20,7 @@ LAUNCHES = [(4096, 4), (256, 4), (256, 8), (512, 4), (512, 8), (1024, 8), (2048,
 
 def graph_us(fn, reps: int = 200, calls: int = 20) -> float:
     """us per call of fn, replayed in a CUDA graph of `calls` calls."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for _ in range(calls):
-            fn()
-    graph.replay()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        graph.replay()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) * 1000 / reps / calls
+    return replay_us(captured(lambda: [fn() for _ in range(calls)]), reps) / calls
 
 
 def pytorch_step(logits: torch.Tensor, labels: torch.Tensor) -> None:

@@ -1,12 +1,8 @@
 """engine/cross_entropy.py: the fused loss equals F.cross_entropy(logits.float(), ...) in loss and gradient (run by
 Triton's CPU interpreter here; on CUDA under bf16 autocast and inside a captured graph with -m gpu); which calls
-fall back to PyTorch; its kernel compiles for sm_90."""
+fall back to PyTorch (its compile for sm_90: tests/models/test_kernels_compile.py)."""
 
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -136,42 +132,7 @@ def test_limits() -> None:
     assert ce._blocks(10) == (32, 16) and ce._blocks(1) == (32, 16) and ce._blocks(1000) == (1, 1024)
 
 
-# -- compiled for the GPU ------------------------------------------------------------------------------------------
-CASES = [
-    (dtype, classes) for dtype in ("bf16", "fp16", "fp32") for classes in (10, ce.MAX_CLASSES)
-]  # fmt: skip
-
-
-def compile_all() -> list[str]:
-    """The forward kernel compiled to a cubin for sm_90 for each logits dtype and class block; the failures, one line
-    each. Runs in a process of its own: one whose Triton was imported under TRITON_INTERPRET=1 cannot compile."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-
-    failures = []
-    for dtype, classes in CASES:
-        block_m, block_c = ce._blocks(classes)
-        signature = dict(logits=f"*{dtype}", labels="*i64", loss="*fp32", grad=f"*{dtype}", rows="i32",
-                         classes="i32", stride="i32", smoothing="fp32", BM="constexpr", BC="constexpr")  # fmt: skip
-        src = triton.compiler.ASTSource(ce._forward_kernel(), signature, dict(BM=block_m, BC=block_c))
-        try:
-            assert triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm["cubin"]
-        except Exception as err:  # noqa: BLE001  (report every case, not the first failure)
-            failures.append(f"{dtype} x {classes} classes: {type(err).__name__}: {str(err)[-300:]}")
-    return failures
-
-
-def test_kernel_compiles_for_sm90(tmp_path) -> None:
-    pytest.importorskip("triton")
-    from triton.backends import backends
-
-    if "nvidia" not in backends:
-        pytest.skip("this Triton has no NVIDIA back end")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["TRITON_CACHE_DIR"] = str(tmp_path)
-    done = subprocess.run([sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
-    assert done.stdout.strip() == f"{len(CASES)} kernels compiled"
+# compiled for sm_90 on the CPU: tests/models/test_kernels_compile.py (its "loss" table)
 
 
 # -- on a GPU ------------------------------------------------------------------------------------------------------
@@ -245,9 +206,3 @@ def test_cuda_large_problems_take_pytorch() -> None:
     labels = torch.randint(0, ce.MAX_CLASSES, (64,), device=device)
     assert not ce.fusable(logits, labels) and ce.fusable(logits[:, : ce.MAX_CLASSES], labels)
     assert torch.equal(ce.cross_entropy(logits, labels), F.cross_entropy(logits, labels))
-
-
-if __name__ == "__main__":
-    problems = compile_all()
-    print("\n".join(problems) if problems else f"{len(CASES)} kernels compiled")
-    raise SystemExit(1 if problems else 0)

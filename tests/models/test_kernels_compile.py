@@ -3,6 +3,7 @@ which catch what the CPU interpreter lets through (a non-constexpr global read i
 failed to compile on the GPU)."""
 
 import os
+import types
 
 import pytest
 
@@ -138,6 +139,12 @@ GATHER = {
         dict(BLOCK=1024),
     ),
 }  # fmt: skip
+LOSS = {  # bf16 logits, up to 16 classes: the training step's (engine/cross_entropy.py)
+    "cross_entropy_forward": (
+        dict(logits=P, labels="*i64", loss=F, grad=P, rows=N, classes=N, stride=N, smoothing="fp32", BM=C, BC=C),
+        dict(BM=32, BC=16),
+    ),
+}
 TABLES = {
     "norm_act": NORM_ACT,
     "pool": POOL_KERNELS,
@@ -145,6 +152,7 @@ TABLES = {
     "small_conv": SMALL_CONV,
     "small_dense": SMALL_DENSE,
     "gather": GATHER,
+    "loss": LOSS,
 }
 CASES = [
     (source, name, act)
@@ -160,6 +168,7 @@ def compile_all() -> list[str]:
     import triton
     from triton.backends.compiler import GPUTarget
 
+    from convforge.engine import cross_entropy
     from convforge.engine.fast import _gather_triton
     from convforge.models import (
         _conv_act_triton,
@@ -176,6 +185,7 @@ def compile_all() -> list[str]:
         "small_conv": _small_conv_triton,
         "small_dense": _small_dense_triton,
         "gather": _gather_triton,
+        "loss": types.SimpleNamespace(cross_entropy_forward=cross_entropy._forward_kernel()),  # a factory's kernel
     }
     failures = []
     for source, name, act in CASES:
