@@ -27,7 +27,10 @@ if TYPE_CHECKING:
     from ..loop import Trainer
     from ..progress import EpochProgress
 
-WARMUP_STEPS = 3  # eager steps on the capture stream before capture (cuDNN/cuBLAS handles, optimizer state)
+# Eager steps on the capture stream before capture: one creates the optimizer state, cuDNN/cuBLAS handles and
+# workspaces and loads every kernel, so the capture records the steady step. Three had cost digits-cnn's epoch 1
+# 112.5 instead of 103.7 ms, the same bits trained (H200, alternating runs in one process, same_recipe_ab_warmup_*.txt).
+WARMUP_STEPS = 1
 # Measured (H200, torch 2.11, train s of the reference recipes, 1-step graphs -> K-step graphs, cudnn.benchmark on
 # in round 2): fashion mlp adam b32 2.19 -> 2.11 s, mnist digits-cnn b128 0.79 -> 0.70 s, cifar simple-cnn b32
 # 3.82 -> 3.57 s. The host was not the bottleneck: the replayed GPU work is ~110 us a step for the b32 mlp, ~40
