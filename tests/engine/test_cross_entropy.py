@@ -128,7 +128,7 @@ def test_cpu_and_large_problems_take_pytorch(monkeypatch, rows, classes) -> None
 def test_limits() -> None:
     assert ce.fits(1, 10) and ce.fits(ce.MAX_ROWS, 10) and ce.fits(64, ce.MAX_CLASSES)
     assert not ce.fits(0, 10) and not ce.fits(ce.MAX_ROWS + 1, 10) and not ce.fits(64, ce.MAX_CLASSES + 1)
-    assert not ce.fits(ce.MAX_ROWS, 1000)  # rows x padded classes above MAX_ELEMENTS: a long single-program loop
+    assert not ce.fits(ce.MAX_ROWS, 1000)  # many classes: a long single-program loop, slower than PyTorch
     assert ce._blocks(10) == (32, 16) and ce._blocks(1) == (32, 16) and ce._blocks(1000) == (1, 1024)
 
 
