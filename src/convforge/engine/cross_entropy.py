@@ -46,18 +46,13 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: f
 
 def fusable(logits: torch.Tensor, labels: torch.Tensor) -> bool:
     """A CUDA rows x classes matrix of a float type within the limits (offsets in int32), int64 labels (one a row)
-    on its device, no tracing, scripting or torch.compile (they see PyTorch's ops), Triton available."""
-    if not (ENABLED and logits.is_cuda and logits.dim() == 2 and logits.dtype in _kernels.FLOAT_TYPES):
-        return False
-    if not fits(*logits.shape):
+    on its device, and the checks every fused path shares (_kernels.may_fuse: no tracing, scripting or torch.compile,
+    Triton available)."""
+    if not (_kernels.may_fuse(ENABLED, logits, dims=(2,)) and fits(*logits.shape)):
         return False
     if labels.dtype != torch.int64 or labels.shape != logits.shape[:1] or labels.device != logits.device:
         return False
-    if logits.shape[0] * logits.stride(0) >= _kernels.INT32_LIMIT:  # a slice of a huge matrix: int32 offsets
-        return False
-    if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-        return False
-    return _kernels.available()
+    return logits.shape[0] * logits.stride(0) < _kernels.INT32_LIMIT  # a slice of a huge matrix: int32 offsets
 
 
 def fits(rows: int, classes: int) -> bool:
