@@ -27,6 +27,8 @@ from convforge import api
 from convforge.recipes import cifar10_fast
 
 BASE = dict(epochs=8)
+MUON = dict(solver="muon")
+MUON2K = dict(solver="muon", lr=0.24, momentum=0.6, batch_size=2000)
 PLANS = {
     "quick": [
         ("airbench-style e6", {"epochs": 6}, {}, {}),
@@ -55,13 +57,61 @@ PLANS = {
         ("triangle e8 stem bias trained throughout", {"schedule": "triangle"}, {}, {"stem_bias_epochs": 0}),
         ("triangle e9", {"schedule": "triangle", "epochs": 9}, {}, {}),
     ],
+    # the conv filters by Muon (engine/muon.py), the rest as before; 5th item: cifar10_fast.MUON entries
+    "muon": [
+        ("nesterov e8", {}, {}, {}),
+        ("muon lr 0.24 m 0.6", {**MUON, "lr": 0.24, "momentum": 0.6}, {}, {}),
+        ("muon lr 0.12 m 0.6", {**MUON, "lr": 0.12, "momentum": 0.6}, {}, {}),
+        ("muon lr 0.4 m 0.6", {**MUON, "lr": 0.4, "momentum": 0.6}, {}, {}),
+        ("muon lr 0.24 m 0.8", {**MUON, "lr": 0.24, "momentum": 0.8}, {}, {}),
+        ("muon lr 0.24 m 0.6 ns5", {**MUON, "lr": 0.24, "momentum": 0.6}, {}, {}, {"ns_steps": 5}),
+        ("muon lr 0.24 m 0.6 bs2000", {**MUON, "lr": 0.24, "momentum": 0.6, "batch_size": 2000}, {}, {}),
+        ("muon lr 0.24 m 0.6 no lookahead", {**MUON, "lr": 0.24, "momentum": 0.6, "lookahead": 0}, {}, {}),
+        ("muon lr 0.24 m 0.6 e7", {**MUON, "lr": 0.24, "momentum": 0.6, "epochs": 7}, {}, {}),
+    ],
+    "muon-bs2000": [
+        ("muon bs2000 lr 0.24 m 0.6", {**MUON2K}, {}, {}),
+        ("muon bs2000 lr 0.16", {**MUON2K, "lr": 0.16}, {}, {}),
+        ("muon bs2000 m 0.5", {**MUON2K, "momentum": 0.5}, {}, {}),
+        ("muon bs2000 m 0.7", {**MUON2K, "momentum": 0.7}, {}, {}),
+        ("muon bs2000 sgd lr 2.0", {**MUON2K}, {}, {}, {"sgd_lr": 2.0}),
+        ("muon bs2000 sgd lr 1.0", {**MUON2K}, {}, {}, {"sgd_lr": 1.0}),
+        ("muon bs2000 lookahead 3", {**MUON2K, "lookahead": 3}, {}, {}),
+        ("muon bs2500", {**MUON2K, "batch_size": 2500}, {}, {}),
+        ("muon bs2000 e9", {**MUON2K, "epochs": 9}, {}, {}),
+        ("muon bs2000 e10", {**MUON2K, "epochs": 10}, {}, {}),
+    ],
+    "muon-e9": [
+        ("muon e9", {**MUON2K, "epochs": 9}, {}, {}),
+        ("muon e9 m 0.7", {**MUON2K, "epochs": 9, "momentum": 0.7}, {}, {}),
+        ("muon e9 smoothing 0.1", {**MUON2K, "epochs": 9, "label_smoothing": 0.1}, {}, {}),
+        ("muon e9 smoothing 0.3", {**MUON2K, "epochs": 9, "label_smoothing": 0.3}, {}, {}),
+        ("muon e9 translate 3", {**MUON2K, "epochs": 9, "crop_pad": 3}, {}, {}),
+        ("muon e9 tta 3", {**MUON2K, "epochs": 9}, {}, {"tta": 3}),
+        ("muon e9 ns 2", {**MUON2K, "epochs": 9}, {}, {}, {"ns_steps": 2}),
+        ("muon e9 warm-up 1 epoch", {**MUON2K, "epochs": 9, "warmup_epochs": 1}, {}, {}),
+        ("muon e9 bias lr x32", {**MUON2K, "epochs": 9}, {}, {"bias_lr": 32.0}),
+        ("muon e9 logits / 6", {**MUON2K, "epochs": 9}, {}, {"logit_scale": 1 / 6}),
+        ("muon e9 stem bias 2 epochs", {**MUON2K, "epochs": 9}, {}, {"stem_bias_epochs": 2}),
+    ],
+    "muon-widths": [
+        ("muon e9", {"epochs": 9}, {}, {}),
+        ("muon e10 widths 48/256/256", {"epochs": 10}, {"widths": (48, 256, 256)}, {}),
+        ("muon e10 widths 64/192/256", {"epochs": 10}, {"widths": (64, 192, 256)}, {}),
+        ("muon e8 widths 64/256/384", {"epochs": 8}, {"widths": (64, 256, 384)}, {}),
+        ("muon e9 widths 64/256/384", {"epochs": 9}, {"widths": (64, 256, 384)}, {}),
+        ("muon e8 widths 96/256/256", {"epochs": 8}, {"widths": (96, 256, 256)}, {}),
+        ("muon e9 batch 1600", {"epochs": 9, "batch_size": 1600}, {}, {}),
+        ("muon e12", {"epochs": 12}, {}, {}),
+    ],
 }
 
 
-def run_variant(source: str, seed: int, hyp: dict, net: dict, tricks: dict) -> dict:
-    saved_net, saved_tricks = dict(cifar10_fast.NET), dict(cifar10_fast.TRICKS)
+def run_variant(source: str, seed: int, hyp: dict, net: dict, tricks: dict, muon: dict | None = None) -> dict:
+    saved_net, saved_tricks, saved_muon = dict(cifar10_fast.NET), dict(cifar10_fast.TRICKS), dict(cifar10_fast.MUON)
     cifar10_fast.NET.update(net)
     cifar10_fast.TRICKS.update(tricks)
+    cifar10_fast.MUON.update(muon or {})
     try:
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
@@ -74,6 +124,8 @@ def run_variant(source: str, seed: int, hyp: dict, net: dict, tricks: dict) -> d
         cifar10_fast.NET.update(saved_net)
         cifar10_fast.TRICKS.clear()
         cifar10_fast.TRICKS.update(saved_tricks)
+        cifar10_fast.MUON.clear()
+        cifar10_fast.MUON.update(saved_muon)
     train_s = sum(row["time_s"] for row in r.history)
     return dict(train_s=train_s, total_s=total, acc=r.test_accuracy, acc_no_tta=no_tta)
 
@@ -83,9 +135,9 @@ def profile(source: str, variant: tuple) -> None:
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
 
-    name, hyp, net, tricks = variant
+    name, *settings = variant
     with torch_profile(activities=[ProfilerActivity.CUDA]) as prof:
-        result = run_variant(source, 0, hyp, net, tricks)
+        result = run_variant(source, 0, *settings)
     print(f"profile of {name}: {result}")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=70))
 
@@ -106,11 +158,11 @@ def main() -> None:
     if args.profile:
         profile(args.source, next(v for v in PLANS[args.plan] if v[0] == args.profile))
     rows = []
-    for name, hyp, net, tricks in PLANS[args.plan]:
+    for name, hyp, net, tricks, *muon in PLANS[args.plan]:
         if args.only and name not in args.only:
             continue
-        runs = [run_variant(args.source, seed, hyp, net, tricks) for seed in args.seeds]
-        row = {"variant": name, "hyp": hyp, "net": net, "tricks": tricks, "runs": runs}
+        runs = [run_variant(args.source, seed, hyp, net, tricks, *muon) for seed in args.seeds]
+        row = {"variant": name, "hyp": hyp, "net": net, "tricks": tricks, "muon": muon, "runs": runs}
         for key in ("train_s", "total_s", "acc", "acc_no_tta"):
             row[key] = statistics.mean(r[key] for r in runs)
         rows.append(row)

@@ -50,10 +50,13 @@ def _show(result, as_json: bool, last: str | None = None) -> None:
         typer.echo(last)
 
 
+ALL_SOLVERS = "sgd,sgdm,nesterov,adam,adamw,rmsprop,muon"  # studies.solvers.SOLVER_NAMES (not imported: torch)
+
+
 @with_config_options(TrainConfig, skip={"source", "solver", "lr", "epochs", "time_budget_s", "out"})
 def compare_solvers(
     source: SourceArg = "digits",
-    solvers: Annotated[str, typer.Option(help="Comma-separated solvers.")] = "sgd,sgdm,nesterov,adam,adamw,rmsprop",
+    solvers: Annotated[str, typer.Option(help="Comma-separated solvers.")] = ALL_SOLVERS,
     epochs: Annotated[int | None, typer.Option(help="Epochs per solver [default: 10 without --time-budget].")] = None,
     time_budget: Annotated[float | None, typer.Option(help="Seconds of training per solver.")] = None,
     sweep: Annotated[int, typer.Option(help="Learning rates per solver around its default; best kept.")] = 1,

@@ -127,3 +127,50 @@ def test_pools_over_few_channels_run_triton_with_narrow_blocks(monkeypatch):
         expected.backward(grad)
         assert torch.equal(y, expected) and torch.equal(x.grad, ref.grad)
     assert ran == [3, 8, 16, 32]
+
+
+def test_muon_step_captured_with_a_device_lr_equals_eager_steps():
+    """engine/muon.py inside a CUDA graph (as engine/fast/graph.py runs it): channels_last filters, a tall matrix, a
+    plain SGD group and weight normalization step exactly as eagerly with the same lrs."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from convforge.engine.muon import Muon
+
+    torch.manual_seed(0)
+    shapes = [(64, 24, 3, 3), (256, 64, 3, 3), (256, 256, 3, 3), (300, 40), (256,)]
+    start = [torch.randn(s, device="cuda") for s in shapes]
+    start[:3] = [t.to(memory_format=torch.channels_last) for t in start[:3]]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(4)]
+
+    def optimizer(params):
+        groups = [dict(params=params[:4], orthogonalize=True, normalize=True), dict(params=params[4:])]
+        return Muon(groups, lr=0.2, momentum=0.6, ns_steps=3, fused=True)
+
+    ref, mine = [[torch.nn.Parameter(t.clone()) for t in start] for _ in range(2)]
+    ref_opt, opt = optimizer(ref), optimizer(mine)
+    lrs = [0.2, 0.15, 0.1, 0.05]
+    for p, g in zip(mine, grads[0]):
+        p.grad = g.clone()
+    opt.step()  # eager first step: creates the momentum buffers and the padded stack
+    lr = torch.tensor(lrs[1], device="cuda")
+    for group in opt.param_groups:
+        group["lr"] = lr
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.cuda.graph(graph, stream=side):
+        opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    for step, gs in enumerate(grads):
+        for group in ref_opt.param_groups:
+            group["lr"] = lrs[step]
+        for p, g in zip(ref, gs):
+            p.grad = g.clone()
+        ref_opt.step()
+        if step:
+            lr.fill_(lrs[step])
+            for p, g in zip(mine, gs):
+                p.grad.copy_(g)
+            graph.replay()
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-5, atol=1e-6)

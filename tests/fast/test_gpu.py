@@ -32,6 +32,7 @@ def _trainer(tmp_path, graphs: bool, **kw):
         ("nesterov", {"flip": True, "crop_pad": 2, "cutout": 3}),
         ("adam", {"flip": True, "flip_mode": "alternate"}),  # per-step rows inside a chunk
         ("nesterov", {"flip": True, "flip_mode": "alternate", "lookahead": 3}),  # the step hook, captured
+        ("muon", {}),  # orthogonalized steps with a device lr (engine/muon.py)
     ],
 )  # rmsprop: capturable takes another code path (~1e-4 apart)
 def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):

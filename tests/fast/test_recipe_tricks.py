@@ -10,14 +10,14 @@ from convforge.recipes import cifar10_fast
 from convforge.recipes._tricks import tta_accuracy
 
 
-def _trainer(tmp_path):
+def _trainer(tmp_path, **hyp):
     from convforge.data import DataConfig, load_data
     from convforge.engine import TrainConfig
     from convforge.engine.loop import Trainer
     from convforge.run import Run
 
     cfg = TrainConfig(**{**cifar10_fast.HYP, "source": "digits", "device": "cpu", "channels": 3,
-                         "image_size": (16, 16), "batch_size": 128})  # fmt: skip
+                         "image_size": (16, 16), "batch_size": 128, **hyp})  # fmt: skip
     data = DataConfig(source="digits", split=(0.8, 0.1, 0.1), channels=3, image_size=(16, 16))
     splits = load_data(data, progress=False)
     torch.manual_seed(0)
@@ -35,20 +35,36 @@ def test_whitening_head_group_and_tta(tmp_path):
     # grey digits as RGB: only 4 of the 12 patch directions vary; those come out with unit variance
     assert torch.allclose(cov.diagonal()[-4:], torch.ones(4), atol=0.1) and cov.diagonal()[:8].max() < 1e-3
     assert (cov - torch.diag(cov.diagonal())).abs().max() < 0.1  # decorrelated
-    g0, g1, g2 = tr.optimizer.param_groups
-    assert len(g1["params"]) == 1 and g1["lr"] == pytest.approx(g0["lr"] / 81)
-    assert g1["weight_decay"] == pytest.approx(g0["weight_decay"] * 81)
+    filters, stem_bias, g1, g2 = tr.optimizer.param_groups  # Muon; then Nesterov SGD at MUON's sgd_lr
+    convs = [m for m in tr.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [id(p) for p in filters["params"]] == [id(m.weight) for m in convs[1:]]
+    assert stem_bias["params"] == [conv.bias]
+    assert filters["orthogonalize"] and filters["normalize"] and filters["weight_decay"] == 0
+    assert filters["momentum"] == cifar10_fast.HYP["momentum"] and g1["momentum"] == cifar10_fast.MUON["sgd_momentum"]
+    sgd_lr = cifar10_fast.MUON["sgd_lr"]
+    assert stem_bias["initial_lr"] * stem_bias["weight_decay"] == pytest.approx(cifar10_fast.MUON["sgd_decay"])
+    assert len(g1["params"]) == 1 and g1["initial_lr"] == pytest.approx(sgd_lr / 81)
+    assert g1["weight_decay"] == pytest.approx(stem_bias["weight_decay"] * 81)
     bn = [m for m in tr.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert {id(p) for p in g2["params"]} == {id(m.bias) for m in bn} and not any(m.weight.requires_grad for m in bn)
-    assert g2["lr"] == pytest.approx(g0["lr"] * 64)
-    assert g2["lr"] * g2["weight_decay"] == pytest.approx(g0["lr"] * g0["weight_decay"])  # same decay per step
+    assert g2["initial_lr"] == pytest.approx(sgd_lr * 64)
+    assert g2["initial_lr"] * g2["weight_decay"] == pytest.approx(cifar10_fast.MUON["sgd_decay"])  # same per step
     lr = cifar10_fast.HYP["lr"]
-    assert tr.scheduler.base_lrs == pytest.approx([lr, lr / 81, lr * 64])
+    assert tr.scheduler.base_lrs == pytest.approx([lr, sgd_lr, sgd_lr / 81, sgd_lr * 64])
     images, labels = tr.batch(torch.arange(128))
     loss, _ = tr.step(images, labels)
     assert conv.weight.grad is None and conv.bias.grad is not None and torch.isfinite(loss)
     for level in (1, 2):
         assert 0.05 < tta_accuracy(tr, tr.splits.test, level=level) <= 1
+
+
+def test_with_nesterov_the_head_and_shifts_scale_from_the_first_group(tmp_path):
+    tr = _trainer(tmp_path, solver="nesterov", lr=1.5, momentum=0.85)
+    cifar10_fast._TRAINERS.clear()
+    g0, g1, g2 = tr.optimizer.param_groups
+    assert tr.model.layers[0].bias in g0["params"] and len(g1["params"]) == 1
+    assert tr.scheduler.base_lrs == pytest.approx([1.5, 1.5 / 81, 1.5 * 64])
+    assert g2["lr"] * g2["weight_decay"] == pytest.approx(g0["lr"] * g0["weight_decay"])
 
 
 def test_whitening_bias_trains_for_three_epochs_then_freezes(tmp_path):

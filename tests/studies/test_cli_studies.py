@@ -63,3 +63,10 @@ def test_user_errors_surface_as_convforge_errors(tmp_path):
     assert isinstance(result.exception, ConvforgeError)
     result = CliRunner().invoke(_apps(), ["compare-solvers", "--solvers", "sgdx", "--out", str(tmp_path / "s")])
     assert isinstance(result.exception, ConvforgeError) and "sgdx" in str(result.exception)
+
+
+def test_compare_solvers_cli_default_lists_every_engine_solver():
+    from convforge.cli_studies import ALL_SOLVERS
+    from convforge.studies.solvers import SOLVER_NAMES
+
+    assert ALL_SOLVERS.split(",") == list(SOLVER_NAMES) and "muon" in SOLVER_NAMES

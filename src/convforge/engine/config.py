@@ -24,7 +24,7 @@ class TrainConfig:
     init: str | None = None  # a Run folder whose matching weights start this run (transfer learning)
     freeze: bool = False  # with init: train only the new head
     # solver and schedule
-    solver: str = "adam"  # sgd | sgdm | nesterov | adam | adamw | rmsprop
+    solver: str = "adam"  # sgd | sgdm | nesterov | adam | adamw | rmsprop | muon
     lr: float | str | None = None  # None: the solver's usual default; "suggested": run lr-find first
     momentum: float | None = None  # None: the solver's default (0.9 for sgdm/nesterov)
     weight_decay: float = 0.0

@@ -9,6 +9,7 @@ import torch
 from .._registry import Registry
 from . import kernels
 from .dynamo_free import StepWithoutDynamo
+from .muon import Muon
 
 
 class SGD(StepWithoutDynamo, torch.optim.SGD):
@@ -20,7 +21,7 @@ class RMSprop(StepWithoutDynamo, torch.optim.RMSprop):
 
 
 SOLVERS: Registry[Callable[..., torch.optim.Optimizer]] = Registry("solver")
-DEFAULT_LR = {"sgd": 0.01, "sgdm": 0.01, "nesterov": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
+DEFAULT_LR = {"sgd": 0.01, "sgdm": 0.01, "nesterov": 0.01, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3, "muon": 0.02}
 
 
 def _fused_kwargs(params: list, fused: bool) -> dict:
@@ -72,6 +73,18 @@ def rmsprop(params, lr, momentum, weight_decay, fused=False):
     # alpha 0.9 as Keras' RMSprop (rho=0.9); PyTorch's own default is 0.99
     m = 0.0 if momentum is None else momentum
     return RMSprop(params, lr=lr, alpha=0.9, momentum=m, weight_decay=weight_decay)
+
+
+@SOLVERS.register("muon")
+def muon(params, lr, momentum, weight_decay, fused=False):
+    # Muon for the hidden weights; the last matrix is the output layer, which Muon's authors leave to a plain
+    # solver like the biases and batchnorm parameters (here Nesterov SGD at the same lr and momentum)
+    hidden = [p for p in params if p.ndim >= 2][:-1]
+    rest = [p for p in params if all(p is not h for h in hidden)]
+    groups = [dict(params=hidden, orthogonalize=True), dict(params=rest)]
+    m = 0.95 if momentum is None else momentum
+    return Muon([g for g in groups if g["params"]], lr=lr, momentum=m, weight_decay=weight_decay,
+                **_fused_kwargs(params, fused))  # fmt: skip
 
 
 def make_optimizer(

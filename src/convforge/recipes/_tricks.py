@@ -52,34 +52,42 @@ def freeze_first_conv_bias(tr: Trainer, epoch: int, after: int) -> None:
         tr.fast.invalidate()
 
 
-def scale_head(tr: Trainer, factor: float) -> None:
+def scale_head(tr: Trainer, factor: float, base: tuple[float, float] | None = None) -> None:
     """Train the last dense layer as if its output were multiplied by `factor` (logits x 1/9 in airbench).
 
     Exact reparametrization for SGD: weights x factor at init, lr x factor^2, weight decay / factor^2 (so lr x wd,
-    the decay per step, is unchanged), in a param group of its own with the same schedule.
+    the decay per step, is unchanged), in a param group of its own with the same schedule. `base`: the (lr,
+    weight decay) scaled; by default the first param group's.
     """
     head = [m for m in tr.model.modules() if isinstance(m, nn.Linear)][-1]
     with torch.no_grad():
         head.weight.mul_(factor)
-    _own_group(tr, list(head.parameters()), factor**2)
+    own_group(tr, list(head.parameters()), factor**2, base)
 
 
-def scale_norm_bias_lr(tr: Trainer, factor: float) -> None:
+def scale_norm_bias_lr(tr: Trainer, factor: float, base: tuple[float, float] | None = None) -> None:
     """Batchnorm shifts learn `factor` times faster, with the same decay per step (airbench: x64)."""
     biases = [m.bias for m in tr.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    _own_group(tr, [b for b in biases if b is not None and b.requires_grad], factor)
+    own_group(tr, [b for b in biases if b is not None and b.requires_grad], factor, base)
 
 
-def _own_group(tr: Trainer, params: list[nn.Parameter], lr_factor: float) -> None:
-    """Move `params` to a new param group with lr x lr_factor and weight decay / lr_factor (lr x wd unchanged)."""
+def own_group(tr: Trainer, params: list[nn.Parameter], lr_factor: float, base: tuple[float, float] | None = None):
+    """Move `params` to a new plain (not orthogonalized) param group with lr x lr_factor and weight decay /
+    lr_factor (lr x wd unchanged), of `base` = (lr, weight decay) or by default the first group's."""
     opt = tr.optimizer
-    group = opt.param_groups[0]
+    first = opt.param_groups[0]
+    lr, decay = base or (first.get("initial_lr", first["lr"]), first["weight_decay"])
+    # the new group's other settings (momentum...): those of the first group not orthogonalized by Muon
+    template = next((g for g in opt.param_groups if not g.get("orthogonalize")), first)
+    new = {k: v for k, v in template.items() if k not in ("params", "initial_lr")}
     ids = {id(p) for p in params}
-    group["params"] = [p for p in group["params"] if id(p) not in ids]
-    new = {k: v for k, v in group.items() if k not in ("params", "initial_lr")}
-    base = group.get("initial_lr", group["lr"])
-    new.update(params=params, lr=base * lr_factor, weight_decay=group["weight_decay"] / lr_factor)
-    group["lr"] = base
+    for group in opt.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in ids]
+        group["lr"] = group.get("initial_lr", group["lr"])
+    opt.param_groups[1:] = [g for g in opt.param_groups[1:] if g["params"]]
+    new.update(params=params, lr=lr * lr_factor, weight_decay=decay / lr_factor)
+    if "orthogonalize" in new:
+        new.update(orthogonalize=False, normalize=False)
     opt.add_param_group(new)
     tr.scheduler = make_scheduler(opt, tr.cfg, tr.steps_per_epoch)  # one lambda per group, base lrs re-read
 
@@ -89,7 +97,8 @@ def tta_accuracy(tr: Trainer, data: ImageSet, level: int = 1) -> float:
     """Accuracy with test-time augmentation (eval mode; one host sync).
 
     level 1: the mean of the logits of each image and its mirror image. level 2 (airbench's): half of that, plus a
-    quarter each for the same pair shifted one pixel up-left and one pixel down-right (reflect padding).
+    quarter each for the same pair shifted one pixel up-left and one pixel down-right (reflect padding). level 3:
+    the same half for the shifts split over all four diagonal one-pixel shifts.
     """
     precision = tr.precision if tr.device.type == "cuda" else "fp32"
     kw = dict(batch_size=1024, device=tr.device, precision=precision)
@@ -102,6 +111,7 @@ def tta_accuracy(tr: Trainer, data: ImageSet, level: int = 1) -> float:
     if level >= 2:
         h, w = data.images.shape[2:]
         padded = F.pad(data.images.float(), (1, 1, 1, 1), mode="reflect").to(data.images.dtype)
-        shifted = mirrored(padded[:, :, :h, :w]) + mirrored(padded[:, :, 2:, 2:])
-        logits = logits + shifted / 2
+        corners = [(0, 0), (2, 2)] + ([(0, 2), (2, 0)] if level >= 3 else [])
+        shifted = sum(mirrored(padded[:, :, y : y + h, x : x + w]) for y, x in corners)
+        logits = logits + shifted / len(corners)
     return (logits.argmax(1) == data.labels.to(tr.device)).float().mean().item()

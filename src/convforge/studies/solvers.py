@@ -1,4 +1,4 @@
-"""compare-solvers: sgd, sgdm, nesterov, adam, adamw, rmsprop on the same model, data, seed and budget.
+"""compare-solvers: sgd, sgdm, nesterov, adam, adamw, rmsprop, muon on the same model, data, seed and budget.
 
 Each solver starts from the same initial weights (same seed) at its usual default learning rate; `sweep=3`
 also tries the default / sqrt(10) and x sqrt(10) and keeps the best by validation accuracy.
