@@ -184,6 +184,10 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert warmup._pool_channels_of("no-such-model") is None  # cannot tell: warm the 64-channel kernels anyway
     import convforge.recipes  # noqa: F401  registers cifar10-fast
 
+    # Muon's warm-up stack (engine/muon.py warm_up): the convs as (out, in * kh * kw), not the head
+    assert warmup._hidden_matrices("digits-cnn", 1) == [(8, 9), (16, 72), (32, 144)]
+    assert warmup._hidden_matrices("cifar10-fast", 3)[-3:] == [(256, 2304)] * 3
+    assert warmup._hidden_matrices("no-such-model") == []
     fused = warmup._fusions("cifar10-fast", 3, 1024)  # the kernels its SpecNet will launch
     assert fused.norm_act == {(64, 1), (256, 1)}
     assert [(c.in_channels, c.out_channels, code) for c, code in fused.conv_act] == [(3, 24, 1)]

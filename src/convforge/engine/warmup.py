@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ..inference import resolve_precision
 from ..models import _conv_act, _kernels, _norm_act, _small_conv, _small_dense, build_model, resolve_spec
-from . import cross_entropy, kernels
+from . import cross_entropy, kernels, muon
 from .fast import gather
 
 COMPILE_THREADS = 4
@@ -43,7 +43,8 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
         model = (str(cfg.model), _input_channels(cfg))
         pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
-        args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile))
+        matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
+        args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices)
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -115,6 +116,17 @@ def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
     return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense))
 
 
+def _hidden_matrices(model: str, channels: int = 3) -> list[tuple[int, int]]:
+    """The (rows, cols) of the matrices Muon would orthogonalize in the zoo model (engine/solvers.py muon: every
+    weight of 2 or more dimensions but the last), built on the meta device; [] when it cannot be told."""
+    spec = _resolved(model, channels)
+    if spec is None:
+        return []
+    with torch.device("meta"):
+        weights = [p for p in build_model(spec).parameters() if p.ndim >= 2][:-1]
+    return [(w.shape[0], w[0].numel()) for w in weights]
+
+
 def _pool_channels(node) -> list[int]:
     """The channel count of every max pool in a resolved spec's layer tree (residual blocks nest layers)."""
     if isinstance(node, list):
@@ -126,17 +138,20 @@ def _pool_channels(node) -> list[int]:
 
 
 def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
-          dynamo: bool) -> None:  # fmt: skip
+          dynamo: bool, matrices: list[tuple[int, int]] = ()) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
     launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
     other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
-    the fused conv + activation's for each (conv, activation), and the small convs' and dense layers' of `pairs`."""
+    the fused conv + activation's for each (conv, activation), and the small convs' and dense layers' of `pairs`;
+    then Muon's batched products for the hidden `matrices` (engine/muon.py)."""
     compiling = None
     if _kernels.available():  # every run on CUDA launches some: the loss, the captured chunks' gather
         args = (_compile, device, dtype, pools, adam, pairs)
         compiling = threading.Thread(target=_quietly, args=args, daemon=True)
         compiling.start()
     _quietly(_start_cudnn, device, dtype)
+    if matrices:
+        _quietly(muon.warm_up, device, list(matrices))
     if compiling is not None:
         compiling.join()
     if dynamo:
