@@ -121,3 +121,19 @@ def test_muon_trains_a_small_cnn_on_digits(tmp_path):
     r = api.train("digits", model="digits-cnn", solver="muon", epochs=3, batch_size=64, device="cpu", seed=0,
                   out=str(tmp_path / "run"), progress=False, log=lambda s: None)  # fmt: skip
     assert r.test_accuracy > 0.93
+
+
+def test_stacks_group_similar_sizes_within_the_padding_limit():
+    from convforge.engine import muon
+
+    cifar = [(64, 216), (64, 576), (256, 576), (256, 2304), (256, 2304), (256, 2304)]
+    assert muon._buckets(cifar) == [[3, 4, 5, 2, 1, 0]]  # one stack, largest first
+    folder = [(32, 27), (64, 288), (64, 576), (128, 576), (128, 1152), (256, 1152), (256, 2304), (384, 2304),
+              (384, 3456)]  # fmt: skip
+    stacks = muon._buckets(folder)
+    assert stacks == [[8, 7, 6, 5], [4, 3, 2], [1, 0]]
+    for stack in stacks:
+        shapes = [folder[i] for i in stack]
+        padded = len(shapes) * max(min(s) for s in shapes) * max(max(s) for s in shapes)
+        assert padded <= muon.PAD_LIMIT * sum(r * c for r, c in shapes)
+    assert muon._buckets([(300, 40), (40, 300)]) == [[0, 1]]  # a tall matrix stacks transposed

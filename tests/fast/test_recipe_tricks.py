@@ -86,3 +86,28 @@ def test_whitening_bias_trains_for_three_epochs_then_freezes(tmp_path):
             seen.append((bias.requires_grad, not torch.equal(bias, before), not torch.equal(head, head_before)))
     assert seen == [(True, True, True)] * 3 + [(False, False, True)] * 2
     assert bias.grad is None
+
+
+def test_folder_fast_trains_its_convs_by_muon_and_the_rest_by_nesterov(tmp_path):
+    from convforge.data import DataConfig, load_data
+    from convforge.engine import TrainConfig
+    from convforge.engine.loop import Trainer
+    from convforge.recipes import folder_fast
+    from convforge.run import Run
+
+    over = dict(source="digits", device="cpu", channels=3, image_size=(32, 32), batch_size=64, resize="stretch")
+    data = DataConfig(source="digits", split=(0.8, 0.1, 0.1), channels=3, image_size=(32, 32))
+    splits = load_data(data, progress=False)
+    tr = Trainer(TrainConfig(**{**folder_fast.HYP, **over}), Run(tmp_path / "r"), splits, log=print)
+    filters, plain = tr.optimizer.param_groups
+    convs = [m.weight for m in tr.model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [id(p) for p in filters["params"]] == [id(w) for w in convs] and len(convs) == 9
+    assert filters["normalize"] and filters["ns_steps"] == 3 and filters["weight_decay"] == 0
+    assert not plain["orthogonalize"] and plain["momentum"] == folder_fast.MUON["sgd_momentum"]
+    assert tr.scheduler.base_lrs == pytest.approx([folder_fast.HYP["lr"], folder_fast.MUON["sgd_lr"]])
+    assert plain["initial_lr"] * plain["weight_decay"] == pytest.approx(folder_fast.MUON["sgd_decay"])
+    images, labels = tr.batch(torch.arange(64))
+    loss, _ = tr.step(images, labels)
+    assert torch.isfinite(loss)
+    # held at norm sqrt(out channels) before each step, which then moves them by about lr (relative)
+    assert [w.norm().item() for w in convs] == pytest.approx([w.shape[0] ** 0.5 for w in convs], rel=0.02)

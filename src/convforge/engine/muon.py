@@ -7,14 +7,14 @@ every direction of the update moves at the same rate. A conv filter bank (out, i
 
 Why our own and not torch.optim.Muon: torch's takes only 2-D parameters and reads its lr as a Python number, so a
 step captured in a CUDA graph (engine/fast/graph.py sets each step's lr as a device tensor) would freeze the lr;
-here all the filters are orthogonalized together, zero-padded to one shape, in one chain of batched products
-(a step's ~80 small launches become ~25; padding is exact: the iteration keeps a block-diagonal input so).
+here filters of similar size are orthogonalized together, zero-padded to one shape, in one chain of batched
+products (cifar10-fast's ~80 small launches a step become ~25; padding is exact: the iteration keeps a
+block-diagonal input so).
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 
 import torch
 
@@ -23,6 +23,7 @@ from .dynamo_free import StepWithoutDynamo
 # Keller Jordan's quintic: the steepest slope at zero that keeps the singular values within ~(0.7, 1.2) after
 # 5 steps, so small singular values grow fast and the result need not converge to exactly 1
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+PAD_LIMIT = 2.0  # a padded stack's size over its matrices' (benchmarks/muon_speed.py)
 
 
 def orthogonalize(matrices: torch.Tensor, steps: int = 5) -> torch.Tensor:
@@ -141,14 +142,22 @@ def warm_up(device: torch.device, shapes: list[tuple[int, int]]) -> None:
 
 
 def _buckets(shapes: list[tuple[int, int]]) -> list[list[int]]:
-    """All matrices in one padded stack, unless padding would more than quadruple the work: then one per shape."""
-    short, long = max(min(s) for s in shapes), max(max(s) for s in shapes)
-    if len(shapes) * short * long <= 4 * sum(r * c for r, c in shapes):
-        return [list(range(len(shapes)))]
-    by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for i, s in enumerate(shapes):
-        by_shape[s].append(i)
-    return list(by_shape.values())
+    """The matrices grouped into zero-padded stacks, largest first: one joins a stack while the stack's padded size
+    stays within PAD_LIMIT x the matrices' own (cifar10-fast's six filter banks make one stack, folder-fast's nine
+    three)."""
+    order = sorted(range(len(shapes)), key=lambda i: shapes[i][0] * shapes[i][1], reverse=True)
+    buckets: list[list[int]] = []
+    short = long = area = 0
+    for i in order:
+        r, c = min(shapes[i]), max(shapes[i])
+        grown = (max(short, r), max(long, c))
+        if buckets and (len(buckets[-1]) + 1) * grown[0] * grown[1] <= PAD_LIMIT * (area + r * c):
+            buckets[-1].append(i)
+            (short, long), area = grown, area + r * c
+        else:
+            buckets.append([i])
+            short, long, area = r, c, r * c
+    return buckets
 
 
 def _slots(stack: torch.Tensor, shapes: list[tuple[int, int]]) -> list[torch.Tensor]:

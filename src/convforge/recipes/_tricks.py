@@ -71,6 +71,24 @@ def scale_norm_bias_lr(tr: Trainer, factor: float, base: tuple[float, float] | N
     own_group(tr, [b for b in biases if b is not None and b.requires_grad], factor, base)
 
 
+def muon_groups(tr: Trainer, settings: dict) -> tuple[float, float]:
+    """Solver muon in a recipe: the orthogonalized groups take `settings`' ns_steps and normalize (then no weight
+    decay: the filters' scale is held fixed instead); the plain groups (biases, normalization, head) its Nesterov
+    SGD: sgd_lr, sgd_momentum and sgd_decay (lr x weight decay, per step). Returns (sgd_lr, its weight decay), the
+    base of groups scaled from it (scale_head, scale_norm_bias_lr)."""
+    lr = settings["sgd_lr"]
+    base = (lr, settings["sgd_decay"] / lr)
+    for group in tr.optimizer.param_groups:
+        if group["orthogonalize"]:
+            group.update(ns_steps=settings["ns_steps"], normalize=settings["normalize"])
+            if settings["normalize"]:
+                group["weight_decay"] = 0.0
+        else:
+            group.update(lr=lr, initial_lr=lr, momentum=settings["sgd_momentum"], weight_decay=base[1])
+    tr.scheduler = make_scheduler(tr.optimizer, tr.cfg, tr.steps_per_epoch)  # the new base lrs
+    return base
+
+
 def own_group(tr: Trainer, params: list[nn.Parameter], lr_factor: float, base: tuple[float, float] | None = None):
     """Move `params` to a new plain (not orthogonalized) param group with lr x lr_factor and weight decay /
     lr_factor (lr x wd unchanged), of `base` = (lr, weight decay) or by default the first group's."""

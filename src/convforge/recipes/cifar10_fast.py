@@ -37,6 +37,7 @@ from ..models import MODELS
 from ._common import block, head, run_recipe
 from ._tricks import (
     freeze_first_conv_bias,
+    muon_groups,
     own_group,
     scale_head,
     scale_norm_bias_lr,
@@ -81,17 +82,9 @@ def setup(tr) -> None:
 
 
 def _muon_groups(tr) -> tuple[float, float]:
-    """With solver muon: the conv filters' Muon group as MUON says; the biases and the head as Nesterov SGD at
-    MUON's sgd_lr, momentum and decay per step. Returns that (lr, weight decay), the base of the scaled groups."""
-    lr = MUON["sgd_lr"]
-    base = (lr, MUON["sgd_decay"] / lr)
-    for group in tr.optimizer.param_groups:
-        if group["orthogonalize"]:
-            group.update(ns_steps=MUON["ns_steps"], normalize=MUON["normalize"])
-            if MUON["normalize"]:
-                group["weight_decay"] = 0.0  # the filters' scale is held fixed instead
-        else:
-            group["momentum"] = MUON["sgd_momentum"]
+    """With solver muon: the groups as MUON says, the whitening bias in a plain group of its own (it trains 3
+    epochs); returns the SGD groups' (lr, weight decay)."""
+    base = muon_groups(tr, MUON)
     stem = next(m for m in tr.model.modules() if isinstance(m, nn.Conv2d))
     if stem.bias is not None and stem.bias.requires_grad:
         own_group(tr, [stem.bias], 1.0, base)
