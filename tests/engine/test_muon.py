@@ -123,13 +123,16 @@ def test_muon_trains_a_small_cnn_on_digits(tmp_path):
     assert r.test_accuracy > 0.93
 
 
-def test_stacks_group_similar_sizes_within_the_padding_limit():
+def test_stacks_group_similar_sizes_within_the_padding_limit(monkeypatch):
     from convforge.engine import muon
 
     cifar = [(64, 216), (64, 576), (256, 576), (256, 2304), (256, 2304), (256, 2304)]
     assert muon._buckets(cifar) == [[3, 4, 5, 2, 1, 0]]  # one stack, largest first
     folder = [(32, 27), (64, 288), (64, 576), (128, 576), (128, 1152), (256, 1152), (256, 2304), (384, 2304),
               (384, 3456)]  # fmt: skip
+    assert muon._buckets(folder) == [[8, 7, 6, 5, 4, 3, 2, 1, 0]]  # 3.5x padding
+    assert muon._buckets([(4096, 25088), (64, 576), (64, 27)]) == [[0], [1, 2]]  # VGG's first dense layer apart
+    monkeypatch.setattr(muon, "PAD_LIMIT", 2.0)
     stacks = muon._buckets(folder)
     assert stacks == [[8, 7, 6, 5], [4, 3, 2], [1, 0]]
     for stack in stacks:

@@ -8,8 +8,8 @@ every direction of the update moves at the same rate. A conv filter bank (out, i
 Why our own and not torch.optim.Muon: torch's takes only 2-D parameters and reads its lr as a Python number, so a
 step captured in a CUDA graph (engine/fast/graph.py sets each step's lr as a device tensor) would freeze the lr;
 here filters of similar size are orthogonalized together, zero-padded to one shape, in one chain of batched
-products (cifar10-fast's ~80 small launches a step become ~25; padding is exact: the iteration keeps a
-block-diagonal input so).
+products (fewer launches: cifar10-fast's step 486 -> 239 us; padding is exact: the iteration keeps a block-diagonal
+input so).
 """
 
 from __future__ import annotations
@@ -23,22 +23,41 @@ from .dynamo_free import StepWithoutDynamo
 # Keller Jordan's quintic: the steepest slope at zero that keeps the singular values within ~(0.7, 1.2) after
 # 5 steps, so small singular values grow fast and the result need not converge to exactly 1
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
-PAD_LIMIT = 2.0  # a padded stack's size over its matrices' (benchmarks/muon_speed.py)
+# A padded stack's size over its matrices': one stack for cifar10-fast's filter banks (2.1x) and folder-fast's
+# (3.5x) took 239 / 376 us a step, 2-3 stacks within 2x 301 / 434 us, one per shape 486 / 887 us
+# (H200, muon_speed_*_gram_side.md): launches cost more than the padding's arithmetic
+PAD_LIMIT = 4.0
+# ...while the stack is small (latency-bound); past this many elements padding costs arithmetic: at most 1.25x
+STACK_ELEMENTS = 2**24
 
 
-def orthogonalize(matrices: torch.Tensor, steps: int = 5) -> torch.Tensor:
-    """Approximately U V^T for each matrix of a (batch, rows, cols) stack, computed in bfloat16 (5 steps lift
-    singular values down to ~1% of the largest one into ~(0.6, 1.2); smaller ones less)."""
+def orthogonalize(matrices: torch.Tensor, steps: int = 5, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Approximately U V^T for each matrix of a (batch, rows, cols) stack, times `scale` (a number or a tensor that
+    broadcasts over (batch, 1, 1)), computed in bfloat16. 5 steps lift singular values down to ~1% of the largest
+    one into ~(0.6, 1.2); smaller ones less.
+
+    Each step is x <- (a I + b G + c G^2) x with G = x x^T: the polynomial is formed on the small Gram side, so the
+    large stack is read by two products a step and nothing else. The input's scaling (x / ||x||_F, which bounds the
+    spectral norm by 1) and `scale` fold into the first and last polynomials; ||x||_F^2 is the first Gram matrix's
+    trace.
+    """
     a, b, c = NS_COEFFICIENTS
     x = matrices.bfloat16()
     tall = x.size(-2) > x.size(-1)
     if tall:  # the Gram matrix of the shorter side is the cheaper one
         x = x.mT
-    x = x / x.norm(dim=(-2, -1), keepdim=True).clamp_min(1e-7)  # spectral norm <= Frobenius norm <= 1
-    for _ in range(steps):
+    for step in range(steps):
         gram = x @ x.mT
+        factor = scale if step == steps - 1 else 1.0
+        if step == 0:
+            squared = gram.diagonal(dim1=-2, dim2=-1).float().sum(-1)[:, None, None].clamp_min(1e-14)
+            gram = (gram / squared).bfloat16()
+            factor = factor * squared.rsqrt()
         poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
-        x = torch.baddbmm(x, poly, x, beta=a)
+        poly.diagonal(dim1=-2, dim2=-1).add_(a)
+        if not (isinstance(factor, float) and factor == 1.0):
+            poly = (poly * factor).bfloat16()
+        x = poly @ x
     return x.mT if tall else x
 
 
@@ -110,8 +129,7 @@ class Muon(StepWithoutDynamo, torch.optim.SGD):
             stack, scales = self._stack(picked, params[0].device)
             slots = _slots(stack, picked)
             torch._foreach_copy_(slots, [_as_matrix(updates[i], params[i]) for i in members])
-            ortho = orthogonalize(stack, group["ns_steps"])
-            ortho.mul_(lr * scales)  # lr may be a device tensor (a captured step)
+            ortho = orthogonalize(stack, group["ns_steps"], lr * scales)  # lr may be a device tensor (captured)
             for slot, i in zip(_slots(ortho, picked), members):
                 target = _as_matrix(params[i], params[i])
                 if target.data_ptr() == params[i].data_ptr():  # a view: the usual case
@@ -143,15 +161,16 @@ def warm_up(device: torch.device, shapes: list[tuple[int, int]]) -> None:
 
 def _buckets(shapes: list[tuple[int, int]]) -> list[list[int]]:
     """The matrices grouped into zero-padded stacks, largest first: one joins a stack while the stack's padded size
-    stays within PAD_LIMIT x the matrices' own (cifar10-fast's six filter banks make one stack, folder-fast's nine
-    three)."""
+    stays within PAD_LIMIT x the matrices' own (cifar10-fast's six filter banks and folder-fast's nine make one
+    stack each; a net with one very large matrix keeps it apart from the small ones)."""
     order = sorted(range(len(shapes)), key=lambda i: shapes[i][0] * shapes[i][1], reverse=True)
     buckets: list[list[int]] = []
     short = long = area = 0
     for i in order:
         r, c = min(shapes[i]), max(shapes[i])
         grown = (max(short, r), max(long, c))
-        if buckets and (len(buckets[-1]) + 1) * grown[0] * grown[1] <= PAD_LIMIT * (area + r * c):
+        padded, own = (len(buckets[-1]) + 1 if buckets else 1) * grown[0] * grown[1], area + r * c
+        if buckets and padded <= own * (PAD_LIMIT if padded <= STACK_ELEMENTS else 1.25):
             buckets[-1].append(i)
             (short, long), area = grown, area + r * c
         else:

@@ -2,9 +2,15 @@
 89.47 / 87.33) with 3.10 s of training, against 85.09% (86.67 / 85.47 / 83.13) in 2.78 s with Nesterov SGD, same seeds
 (benchmarks/results/folder_muon_sweep*_NVIDIA-H200_2026-11-22.json, benchmarks/folder_epochs.py). Muon lr 0.08 /
 0.12 / 0.24 / 0.4: 88.13 / 88.82 / 88.11 / 87.95%; momentum 0.7 88.85%, 0.8 (lr 0.24) 88.04%; 30 epochs 88.55% in
-2.35 s, 35 epochs 88.53% in 2.72 s. The step costs 0.45 ms more (three zero-padded stacks of filter banks,
-muon_speed_*.md). With Nesterov SGD: 85.20% +- 1.46% over 5 runs, 40 epochs, training loop 2.77-2.79 s after
-the first run in a process (3.09 s) with the fused loss and the one-kernel chunk gather; a fresh command 11.26 s
+2.35 s, 35 epochs 88.53% in 2.72 s. Muon's step took 449 us in three zero-padded stacks of filter banks, then
+376 us in one with the polynomial formed on the Gram side (muon_speed_*_gram_side.md; 88.64% over the same 3 seeds,
+folder_muon_gram_side_*.json).
+
+5 runs (train_speed_*_muon_folder.md): 88.81% +- 1.09% (89.67 / 89.47 / 87.33 / 87.67 / 89.93), 3.12-3.13 s of
+training after the first run (3.47 s); a fresh command 11.46 s, 89.69% (folder_cli_muon_*.log).
+
+With Nesterov SGD: 85.20% +- 1.46% over 5 runs, 40 epochs, training loop 2.77-2.79 s after the first run in a
+process (3.09 s) with the fused loss and the one-kernel chunk gather; a fresh command 11.26 s
 (H200, train_speed_*_final_session10_folder.md, folder_cli_final_session10.log). Before them 85.25% +- 1.08%,
 training loop 2.9 s, H200, torch 2.11, with the fused batchnorm + ReLU kernels
 (benchmarks/results/train_speed_*_normact_fashion_folder.md; the same 5 seeds before them: 85.71% +- 0.64%, 3.7 s).
