@@ -66,6 +66,24 @@ def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():
     assert compiled() == before
 
 
+def _captured_after_an_eager_step(opt, params, grads, lr: float):
+    """opt stepped once eagerly on `grads` (creating its state), then its step captured in a CUDA graph with every
+    group's lr read from one device tensor, as engine/fast/graph.py captures it. Returns the graph and that tensor."""
+    for p, g in zip(params, grads):
+        p.grad = g.clone()
+    opt.step()
+    lr_tensor = torch.tensor(lr, device="cuda")
+    for group in opt.param_groups:
+        group["lr"] = lr_tensor
+    graph = torch.cuda.CUDAGraph()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side), torch.cuda.graph(graph, stream=side):
+        opt.step()
+    torch.cuda.current_stream().wait_stream(side)
+    return graph, lr_tensor
+
+
 @pytest.mark.parametrize("cls_name", ["Adam", "AdamW"])
 def test_triton_adam_for_big_tensors_equals_torch_fused_adam_captured(cls_name):
     """engine/kernels.py on CUDA: a 784 x 128 weight (Triton) and a bias (PyTorch's fused kernel), stepped inside a
@@ -82,17 +100,7 @@ def test_triton_adam_for_big_tensors_equals_torch_fused_adam_captured(cls_name):
     kw = dict(lr=1e-3, weight_decay=0.01, fused=True)
     ref_opt = getattr(torch.optim, cls_name)(ref, **kw)
     opt = getattr(kernels, cls_name)(mine, **kw, capturable=True)
-    for p, g in zip(mine, grads[0]):
-        p.grad = g.clone()
-    opt.step()  # eager first step: creates the state
-    lr = torch.tensor(1e-3, device="cuda")
-    opt.param_groups[0]["lr"] = lr
-    graph = torch.cuda.CUDAGraph()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.cuda.graph(graph, stream=side):
-        opt.step()
-    torch.cuda.current_stream().wait_stream(side)
+    graph, _ = _captured_after_an_eager_step(opt, mine, grads[0], lr=1e-3)
     for step, gs in enumerate(grads):
         for p, g in zip(ref, gs):
             p.grad = g.clone()
@@ -149,18 +157,7 @@ def test_muon_step_captured_with_a_device_lr_equals_eager_steps():
     ref, mine = [[torch.nn.Parameter(t.clone()) for t in start] for _ in range(2)]
     ref_opt, opt = optimizer(ref), optimizer(mine)
     lrs = [0.2, 0.15, 0.1, 0.05]
-    for p, g in zip(mine, grads[0]):
-        p.grad = g.clone()
-    opt.step()  # eager first step: creates the momentum buffers and the padded stack
-    lr = torch.tensor(lrs[1], device="cuda")
-    for group in opt.param_groups:
-        group["lr"] = lr
-    graph = torch.cuda.CUDAGraph()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side), torch.cuda.graph(graph, stream=side):
-        opt.step()
-    torch.cuda.current_stream().wait_stream(side)
+    graph, lr = _captured_after_an_eager_step(opt, mine, grads[0], lr=lrs[1])
     for step, gs in enumerate(grads):
         for group in ref_opt.param_groups:
             group["lr"] = lrs[step]
