@@ -31,9 +31,9 @@ PAD_LIMIT = 4.0
 STACK_ELEMENTS = 2**24
 
 
-def orthogonalize(matrices: torch.Tensor, steps: int = 5, scale: torch.Tensor | float = 1.0) -> torch.Tensor:
-    """Approximately U V^T for each matrix of a (batch, rows, cols) stack, times `scale` (a number or a tensor that
-    broadcasts over (batch, 1, 1)), computed in bfloat16. 5 steps lift singular values down to ~1% of the largest
+def orthogonalize(matrices: torch.Tensor, steps: int = 5, scale: torch.Tensor | None = None) -> torch.Tensor:
+    """Approximately U V^T for each matrix of a (batch, rows, cols) stack, times `scale` (a tensor that broadcasts
+    over (batch, 1, 1)) if given, computed in bfloat16. 5 steps lift singular values down to ~1% of the largest
     one into ~(0.6, 1.2); smaller ones less.
 
     Each step is x <- (a I + b G + c G^2) x with G = x x^T: the polynomial is formed on the small Gram side, so the
@@ -46,16 +46,20 @@ def orthogonalize(matrices: torch.Tensor, steps: int = 5, scale: torch.Tensor | 
     tall = x.size(-2) > x.size(-1)
     if tall:  # the Gram matrix of the shorter side is the cheaper one
         x = x.mT
+    if steps < 1:
+        raise ValueError(f"Newton-Schulz steps must be at least 1, not {steps}")
     for step in range(steps):
         gram = x @ x.mT
-        factor = scale if step == steps - 1 else 1.0
+        factors = []  # what this step's polynomial is multiplied by
         if step == 0:
             squared = gram.diagonal(dim1=-2, dim2=-1).float().sum(-1)[:, None, None].clamp_min(1e-14)
             gram = (gram / squared).bfloat16()
-            factor = factor * squared.rsqrt()
+            factors.append(squared.rsqrt())
+        if step == steps - 1 and scale is not None:
+            factors.append(scale)
         poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)
         poly.diagonal(dim1=-2, dim2=-1).add_(a)
-        if not (isinstance(factor, float) and factor == 1.0):
+        for factor in factors:
             poly = (poly * factor).bfloat16()
         x = poly @ x
     return x.mT if tall else x

@@ -80,7 +80,8 @@ def muon(params, lr, momentum, weight_decay, fused=False):
     # Muon for the hidden weights; the last matrix is the output layer, which Muon's authors leave to a plain
     # solver like the biases and batchnorm parameters (here Nesterov SGD at the same lr and momentum)
     hidden = [p for p in params if p.ndim >= 2][:-1]
-    rest = [p for p in params if all(p is not h for h in hidden)]
+    ids = {id(p) for p in hidden}
+    rest = [p for p in params if id(p) not in ids]
     groups = [dict(params=hidden, orthogonalize=True), dict(params=rest)]
     m = 0.95 if momentum is None else momentum
     return Muon([g for g in groups if g["params"]], lr=lr, momentum=m, weight_decay=weight_decay,
