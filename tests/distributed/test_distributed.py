@@ -220,3 +220,11 @@ def test_hybrid_equals_one_gpu_on_alexnet_cifar(tmp_path, cache_dir):
     first, _ = reference(source, tmp_path / "one", **kw)
     two = convforge.train(str(source), out=str(tmp_path / "two"), epochs=1, gpus=2, parallel="hybrid", **kw)
     assert_same(two.run.state_dict(), first, atol=2e-3)
+
+
+def test_muon_with_hybrid_split_hidden_dense_layers_is_a_one_line_error(lenet, tmp_path):
+    """Muon orthogonalizes whole matrices; hybrid parallelism would hand each rank a slice of lenet5's hidden dense
+    layers (120, 84 units), so the run stops before training with the fix named (a rank's error, one line)."""
+    kw = {**lenet["kw"], "solver": "muon", "lr": None}
+    with pytest.raises(ConvforgeError, match="--solver muon orthogonalizes whole weight matrices.*--parallel data"):
+        convforge.train(str(lenet["source"]), out=str(tmp_path / "m"), epochs=1, procs=2, parallel="hybrid", **kw)

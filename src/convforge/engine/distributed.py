@@ -364,6 +364,11 @@ def parallelize(trainer) -> Single:
         from .hybrid import HybridNet
 
         trainer.model = HybridNet(trainer.model, device)
+        if cfg.solver == "muon" and len(trainer.model.dense) > 1:  # the hidden ones are Muon's (engine/solvers.py)
+            raise ConfigError(
+                "--solver muon orthogonalizes whole weight matrices, and --parallel hybrid splits the hidden dense "
+                "layers across processes; use --parallel data or another solver"
+            )
     else:
         model = trainer.model
         if cfg.sync_bn:
