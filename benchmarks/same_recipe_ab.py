@@ -2,7 +2,9 @@
 (machines differ by several percent, so separate calls cannot show a 2-3% effect). Prints per variant the mean
 training seconds, epoch 1 and later epochs. Switches: `gather`, the captured chunk's one-kernel gather
 (engine/fast/gather.py) against the eager gathers it replaced; `loss`, the fused cross-entropy
-(engine/cross_entropy.py) against PyTorch's. (A `pool` switch measured a max pool fused into the
+(engine/cross_entropy.py) against PyTorch's; `side`, a captured backward's input and weight gradients of the small
+convs and dense layers as parallel graph branches (models/_kernels.py side_by_side) against one after the other.
+(A `pool` switch measured a max pool fused into the
 batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
 
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/same_recipe_ab.py gather mnist-digits-cnn mnist 4
@@ -20,6 +22,7 @@ from convforge import api
 from convforge.bench.train import REFERENCE, SPLIT
 from convforge.engine import cross_entropy
 from convforge.engine.fast import gather
+from convforge.models import _kernels
 
 
 def _gather(on: bool) -> None:
@@ -30,8 +33,16 @@ def _loss(on: bool) -> None:
     cross_entropy.ENABLED = on
 
 
+def _side(ops: set[str]):
+    def turn(on: bool) -> None:
+        _kernels.SIDE_BY_SIDE = set(ops) if on else set()
+
+    return turn
+
+
 USABLE = gather.usable
-SWITCHES = {"gather": _gather, "loss": _loss}
+SWITCHES = {"gather": _gather, "loss": _loss, "side": _side({"conv", "dense"}), "side-conv": _side({"conv"}),
+            "side-dense": _side({"dense"})}  # fmt: skip
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

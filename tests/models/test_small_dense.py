@@ -51,3 +51,16 @@ def test_which_layers_it_starts_at():
     assert _small_dense.starts(layers) == {1: 1}  # another flatten: the Linear alone
     x = torch.randn(2, 4)
     assert not _small_dense.usable(layers, 1, 1, x)  # the CPU, no autocast: PyTorch's layers
+
+
+def test_side_by_side_runs_both_calls_in_order_outside_a_capture():
+    """models/_kernels.py side_by_side: outside a CUDA graph capture (here, the CPU) the input and weight gradients'
+    launches simply run one after the other; None is nothing to run. (Captured, the GPU tests' graph epochs equal
+    the eager ones.)"""
+    from convforge.models import _kernels
+
+    calls = []
+    _kernels.side_by_side("dense", lambda: calls.append("input"), lambda: calls.append("weight"))
+    _kernels.side_by_side("dense", None, lambda: calls.append("weight only"))
+    _kernels.side_by_side("conv", lambda: calls.append("input only"), None)
+    assert calls == ["input", "weight", "weight only", "input only"]
