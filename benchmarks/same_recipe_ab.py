@@ -2,8 +2,9 @@
 (machines differ by several percent, so separate calls cannot show a 2-3% effect). Prints per variant the mean
 training seconds, epoch 1 and later epochs. Switches: `gather`, the captured chunk's one-kernel gather
 (engine/fast/gather.py) against the eager gathers it replaced; `loss`, the fused cross-entropy
-(engine/cross_entropy.py) against PyTorch's; `side`, a captured backward's input and weight gradients of the small
-convs and dense layers as parallel graph branches (models/_kernels.py side_by_side) against one after the other.
+(engine/cross_entropy.py) against PyTorch's; `side`, a captured small dense layer's input and weight gradients as
+parallel graph branches (models/_kernels.py side_by_side) against one after the other (same_recipe_ab_side*_*.txt;
+the small convs' side by side, measured at commit b25fd38 with its `side-conv` switch, was not kept).
 (A `pool` switch measured a max pool fused into the
 batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
 
@@ -33,16 +34,12 @@ def _loss(on: bool) -> None:
     cross_entropy.ENABLED = on
 
 
-def _side(ops: set[str]):
-    def turn(on: bool) -> None:
-        _kernels.SIDE_BY_SIDE = set(ops) if on else set()
-
-    return turn
+def _side(on: bool) -> None:
+    _kernels.SIDE_BY_SIDE = on
 
 
 USABLE = gather.usable
-SWITCHES = {"gather": _gather, "loss": _loss, "side": _side({"conv", "dense"}), "side-conv": _side({"conv"}),
-            "side-dense": _side({"dense"})}  # fmt: skip
+SWITCHES = {"gather": _gather, "loss": _loss, "side": _side}
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

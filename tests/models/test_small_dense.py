@@ -60,7 +60,7 @@ def test_side_by_side_runs_both_calls_in_order_outside_a_capture():
     from convforge.models import _kernels
 
     calls = []
-    _kernels.side_by_side("dense", lambda: calls.append("input"), lambda: calls.append("weight"))
-    _kernels.side_by_side("dense", None, lambda: calls.append("weight only"))
-    _kernels.side_by_side("conv", lambda: calls.append("input only"), None)
+    _kernels.side_by_side(lambda: calls.append("input"), lambda: calls.append("weight"))
+    _kernels.side_by_side(None, lambda: calls.append("weight only"))
+    _kernels.side_by_side(lambda: calls.append("input only"), None)
     assert calls == ["input", "weight", "weight only", "input only"]

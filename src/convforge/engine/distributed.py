@@ -33,6 +33,7 @@ from torch import nn
 from ..errors import ConfigError, ConvforgeError
 from ..inference import resolve_device
 from ..run import Run
+from .muon import hidden_matrices
 from .solvers import DEFAULT_LR
 
 T = TypeVar("T")
@@ -364,7 +365,8 @@ def parallelize(trainer) -> Single:
         from .hybrid import HybridNet
 
         trainer.model = HybridNet(trainer.model, device)
-        if cfg.solver == "muon" and len(trainer.model.dense) > 1:  # the hidden ones are Muon's (engine/solvers.py)
+        split = trainer.model.full_rows  # id -> full rows of each dense slice
+        if cfg.solver == "muon" and any(id(p) in split for p in hidden_matrices(trainer.model.parameters())):
             raise ConfigError(
                 "--solver muon orthogonalizes whole weight matrices, and --parallel hybrid splits the hidden dense "
                 "layers across processes; use --parallel data or another solver"

@@ -152,6 +152,12 @@ class Muon(StepWithoutDynamo, torch.optim.SGD):
         return self._scratch[key]
 
 
+def hidden_matrices(params) -> list:
+    """The parameters the muon solver orthogonalizes: every weight of 2 or more dimensions but the last, which is the
+    output layer (Muon's authors leave it, like biases and normalization parameters, to a plain solver)."""
+    return [p for p in params if p.ndim >= 2][:-1]
+
+
 def warm_up(device: torch.device, shapes: list[tuple[int, int]]) -> None:
     """One Newton-Schulz step on zero stacks of the buckets these (rows, cols) shapes make: loads the batched bf16
     products' cuBLAS kernels before training needs them (engine/warmup.py; lazily loaded, they made a fresh

@@ -9,7 +9,7 @@ import torch
 from .._registry import Registry
 from . import kernels
 from .dynamo_free import StepWithoutDynamo
-from .muon import Muon
+from .muon import Muon, hidden_matrices
 
 
 class SGD(StepWithoutDynamo, torch.optim.SGD):
@@ -77,9 +77,8 @@ def rmsprop(params, lr, momentum, weight_decay, fused=False):
 
 @SOLVERS.register("muon")
 def muon(params, lr, momentum, weight_decay, fused=False):
-    # Muon for the hidden weights; the last matrix is the output layer, which Muon's authors leave to a plain
-    # solver like the biases and batchnorm parameters (here Nesterov SGD at the same lr and momentum)
-    hidden = [p for p in params if p.ndim >= 2][:-1]
+    # Muon for the hidden weights; the rest by Nesterov SGD at the same lr and momentum
+    hidden = hidden_matrices(params)
     ids = {id(p) for p in hidden}
     rest = [p for p in params if id(p) not in ids]
     groups = [dict(params=hidden, orthogonalize=True), dict(params=rest)]

@@ -117,13 +117,13 @@ def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
 
 
 def _hidden_matrices(model: str, channels: int = 3) -> list[tuple[int, int]]:
-    """The (rows, cols) of the matrices Muon would orthogonalize in the zoo model (engine/solvers.py muon: every
-    weight of 2 or more dimensions but the last), built on the meta device; [] when it cannot be told."""
+    """The (rows, cols) of the matrices the muon solver orthogonalizes in the zoo model (muon.hidden_matrices), built
+    on the meta device; [] when it cannot be told."""
     spec = _resolved(model, channels)
     if spec is None:
         return []
     with torch.device("meta"):
-        weights = [p for p in build_model(spec).parameters() if p.ndim >= 2][:-1]
+        weights = muon.hidden_matrices(build_model(spec).parameters())
     return [(w.shape[0], w[0].numel()) for w in weights]
 
 

@@ -132,21 +132,21 @@ def tickets(device: torch.device) -> torch.Tensor:
     return counters
 
 
-# The ops whose captured backward runs its input and weight gradients side by side. Alternating A/B in one process
-# (H200, same_recipe_ab_side_ops_*.txt): the small dense layers' later epochs took 3.8% less time for simple-cnn,
-# 5.3% for the Fashion MLP, 1.4% for digits-cnn; the small convs' 6% less for digits-cnn but 23% MORE for simple-cnn
-# (its weight-gradient partial sums fill every SM already), so the convs stay one after the other.
-SIDE_BY_SIDE = {"dense"}
+# A captured small dense layer's backward runs its input and weight gradients side by side. Alternating A/B in one
+# process (H200, same_recipe_ab_side_ops_*.txt): later epochs took 3.8% less time for simple-cnn, 5.3% for the
+# Fashion MLP, 1.4% for digits-cnn. The small convs' gradients the same way (measured at commit b25fd38): 6% less
+# for digits-cnn but 23% MORE for simple-cnn, whose weight-gradient partial sums fill every SM already; not kept.
+SIDE_BY_SIDE = True  # benchmarks switch it off to measure the launches one after the other
 _SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
 
 
-def side_by_side(op: str, first: Callable[[], object] | None, second: Callable[[], object] | None) -> None:
+def side_by_side(first: Callable[[], object] | None, second: Callable[[], object] | None) -> None:
     """first() on the current stream and second() on a side stream beside it, then joined, while a CUDA graph is
     being captured: the graph holds them as two parallel branches, which the GPU runs at once (a backward's input
     gradient and weight gradient: small latency-bound launches that need not wait for each other). Eagerly they
     run one after the other (no stream events on the host's path). Both may only write tensors allocated before;
     None is nothing to run."""
-    capturing = op in SIDE_BY_SIDE and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    capturing = SIDE_BY_SIDE and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
     if first is None or second is None or not capturing:
         for call in (first, second):
             if call is not None:

@@ -173,25 +173,22 @@ class SmallConv(torch.autograd.Function):
         n, cin, h, w = x.shape
         cout, ho, wo = dy.shape[1:]
         dx = dw = db = None
-        input_grad = weight_grads = None
         if ctx.needs_input_grad[0]:
             dx = torch.empty((n, cin, h, w), dtype=dy.dtype, device=dy.device, memory_format=torch.channels_last)
             if dx.numel():
                 wo_, wi_, wh_, ww_ = weight.stride()
-                input_grad = functools.partial(
-                    _source().conv_forward[(_kernels.cdiv(n * h * w, FORWARD_PIXELS),)],
+                _source().conv_forward[(_kernels.cdiv(n * h * w, FORWARD_PIXELS),)](
                     dy, dy if y is None else y, weight, weight, dx, n * h * w, h, w, ho, wo, *dy.stride(), wi_,
                     wo_, wh_, ww_, **_forward_options(cout, cin, ctx.geometry, -1, ctx.relu, False, False),
                 )  # fmt: skip
+            dx = dx.to(x.dtype)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            dw, db, weight_grads = _weight_grads(x, dy, y, weight, ctx.geometry, ctx.has_bias)
-        _kernels.side_by_side("conv", input_grad, weight_grads)
-        return None if dx is None else dx.to(x.dtype), dw, db, None, None, None
+            dw, db = _weight_grads(x, dy, y, weight, ctx.geometry, ctx.has_bias)
+        return dx, dw, db, None, None, None
 
 
 def _weight_grads(x, dy, y, weight, geometry, has_bias):
-    """fp32 gradients of the weight (in its own layout) and of the bias (None without one), allocated, and the call
-    that launches their kernels."""
+    """fp32 gradients of the weight (in its own layout) and of the bias (None without one)."""
     k = _source()
     (kh, kw), _ = geometry
     n, cin, h, w = x.shape
@@ -207,15 +204,12 @@ def _weight_grads(x, dy, y, weight, geometry, has_bias):
     row = cout * kh * kw * cin + cout
     alloc = torch.empty if pixels else torch.zeros  # every entry is written, except for an empty batch (sums: 0)
     partial = alloc(chunks, row, dtype=torch.float32, device=x.device)
-
-    def launch() -> None:
-        if pixels:
-            k.wgrad_partial[(chunks, columns)](
-                x, dy, dy if y is None else y, partial, pixels, ho, wo, h, w, *x.stride(), per_chunk, row, **options
-            )  # fmt: skip
-        k.wgrad_finish[(_kernels.cdiv(row, FINISH_ENTRIES),)](
-            partial, dw, dw if db is None else db, chunks, row, *weight.stride(),
-            **_finish_options(cin, cout, geometry, has_bias),
+    if pixels:
+        k.wgrad_partial[(chunks, columns)](
+            x, dy, dy if y is None else y, partial, pixels, ho, wo, h, w, *x.stride(), per_chunk, row, **options
         )  # fmt: skip
-
-    return dw, db, launch
+    k.wgrad_finish[(_kernels.cdiv(row, FINISH_ENTRIES),)](
+        partial, dw, dw if db is None else db, chunks, row, *weight.stride(),
+        **_finish_options(cin, cout, geometry, has_bias),
+    )  # fmt: skip
+    return dw, db

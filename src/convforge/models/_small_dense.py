@@ -183,5 +183,5 @@ class SmallDense(torch.autograd.Function):
                 k.dense_weight_grad[grid], x, dy, gate, dw, dw if db is None else db, rows, *_map(x), OUT=out,
                 GATE=y is not None, HAS_BIAS=ctx.has_bias, **opt,
             )  # fmt: skip
-        _kernels.side_by_side("dense", input_grad, weight_grads)  # independent: beside each other in a captured step
+        _kernels.side_by_side(input_grad, weight_grads)  # independent: beside each other in a captured step
         return None if dx is None else dx.to(x.dtype), dw, db, None, None
