@@ -4,7 +4,8 @@ training seconds, epoch 1 and later epochs. Switches: `gather`, the captured chu
 (engine/fast/gather.py) against the eager gathers it replaced; `loss`, the fused cross-entropy
 (engine/cross_entropy.py) against PyTorch's; `side`, a captured small dense layer's input and weight gradients as
 parallel graph branches (models/_kernels.py side_by_side) against one after the other (same_recipe_ab_side*_*.txt;
-the small convs' side by side, measured at commit b25fd38 with its `side-conv` switch, was not kept).
+the small convs' side by side, measured at commit b25fd38 with its `side-conv` switch, was not kept); `adam`, a small
+Adam group's update in one Triton launch (engine/kernels.py WHOLE_GROUP) against its big tensors only.
 (A `pool` switch measured a max pool fused into the
 batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
 
@@ -22,6 +23,7 @@ import tempfile
 from convforge import api
 from convforge.bench.train import REFERENCE, SPLIT
 from convforge.engine import cross_entropy
+from convforge.engine import kernels as engine_kernels
 from convforge.engine.fast import gather
 from convforge.models import _kernels
 
@@ -38,8 +40,12 @@ def _side(on: bool) -> None:
     _kernels.SIDE_BY_SIDE = on
 
 
+def _adam(on: bool) -> None:
+    engine_kernels.WHOLE_GROUP = engine_kernels.SLOTS if on else 0
+
+
 USABLE = gather.usable
-SWITCHES = {"gather": _gather, "loss": _loss, "side": _side}
+SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "adam": _adam}
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

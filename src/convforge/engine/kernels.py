@@ -1,10 +1,11 @@
-"""A Triton Adam/AdamW update for big parameter tensors, and the Adam classes that use it on CUDA.
+"""A Triton Adam/AdamW update for small models' and big tensors, and the Adam classes that use it on CUDA.
 
 Why: PyTorch's fused Adam (multi_tensor_apply) gives each 65,536-element chunk of a tensor one thread block, which
 walks it in 32 serial iterations (~32 us on an H200). A model whose biggest tensor holds 20k-1M elements therefore
 leaves most of the GPU idle for tens of microseconds a step: 35 of the 106 us of a Fashion-MNIST MLP step at batch 32
-(its 784 x 128 weight; benchmarks/results/step_profile_NVIDIA-H200_2026-11-22.md). Here a big tensor is updated by
-one program per 1,024 elements, and the small tensors still go through PyTorch's fused kernel (one launch for all).
+(its 784 x 128 weight; benchmarks/results/step_profile_NVIDIA-H200_2026-11-22.md). Here a tensor is updated by one
+program per 1,024 elements, up to SLOTS tensors in one launch: a small model's whole group (one launch a step), or a
+big model's big tensors (its small ones still go through PyTorch's fused kernel, one launch for all).
 
 Same arithmetic as PyTorch's fused Adam, in fp32: weight decay (L2 into the gradient, or decoupled for AdamW),
 both moments, bias corrections from the step count, p -= lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps). lr and the step
@@ -24,57 +25,56 @@ from .dynamo_free import StepWithoutDynamo
 
 BIG = 16384  # elements from which a tensor goes to the Triton kernel (a fused chunk then takes >= 8 iterations)
 BLOCK = 1024
+# Tensors one launch updates (each its own run of programs). A group of at most SLOTS tensors goes to the Triton
+# kernel whole, small tensors included: simple-cnn's eight took PyTorch's fused kernel for the seven small ones
+# (6 us: its 9,216-element conv weight is one block's serial walk) plus a Triton launch for the big one (2.7 us) in
+# a captured step (H200, adam_split_*.md); larger groups send their big tensors here, SLOTS per launch.
+SLOTS = 8  # as many as _adam_triton.adam has
+WHOLE_GROUP = SLOTS  # tensors of a group up to which it goes whole (benchmarks set 0: big tensors only)
 
 
 @functools.cache
 def _adam_kernel():
-    import triton
-    import triton.language as tl
+    from . import _adam_triton
 
-    @triton.jit(do_not_specialize=["n", "lr_ptr", "step_ptr"])  # no variant per lr view
-    def adam(p, g, m, v, lr_ptr, step_ptr, n, lr, step, beta1, beta2, log2_beta1, log2_beta2, eps, wd,
-             LR_TENSOR: tl.constexpr, STEP_TENSOR: tl.constexpr, DECOUPLED: tl.constexpr,
-             BLOCK: tl.constexpr):  # fmt: skip
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < n
-        if LR_TENSOR:
-            lr = tl.load(lr_ptr).to(tl.float32)
-        if STEP_TENSOR:
-            step = tl.load(step_ptr).to(tl.float32)
-        param = tl.load(p + offs, mask=mask).to(tl.float32)
-        grad = tl.load(g + offs, mask=mask).to(tl.float32)
-        if DECOUPLED:
-            param = param - lr * wd * param
-        else:
-            grad = grad + wd * param
-        exp_avg = beta1 * tl.load(m + offs, mask=mask) + (1 - beta1) * grad
-        exp_avg_sq = beta2 * tl.load(v + offs, mask=mask) + (1 - beta2) * grad * grad
-        step_size = lr / (1 - tl.exp2(step * log2_beta1))
-        denom = tl.sqrt(exp_avg_sq) / tl.sqrt(1 - tl.exp2(step * log2_beta2)) + eps
-        tl.store(m + offs, exp_avg, mask=mask)
-        tl.store(v + offs, exp_avg_sq, mask=mask)
-        tl.store(p + offs, param - step_size * exp_avg / denom, mask=mask)
-
-    return adam
+    return _adam_triton.adam
 
 
 def adam_update(param: torch.Tensor, grad: torch.Tensor, exp_avg: torch.Tensor, exp_avg_sq: torch.Tensor,
                 step: torch.Tensor | float, lr: torch.Tensor | float, betas: tuple[float, float], eps: float,
                 weight_decay: float, decoupled: bool) -> None:  # fmt: skip
     """One Adam step on fp32 tensors laid out alike (walked as flat arrays), in place; `step` counts this step."""
+    adam_updates([(param, grad, exp_avg, exp_avg_sq, step)], lr, betas, eps, weight_decay, decoupled)
+
+
+def adam_updates(tensors: list[tuple], lr: torch.Tensor | float, betas: tuple[float, float], eps: float,
+                 weight_decay: float, decoupled: bool) -> None:  # fmt: skip
+    """adam_update for each (param, grad, exp_avg, exp_avg_sq, step) of `tensors`, SLOTS tensors per launch. The
+    steps are all device tensors (a captured or fused optimizer's) or all host values."""
+    for first in range(0, len(tensors), SLOTS):
+        _launch(tensors[first : first + SLOTS], lr, betas, eps, weight_decay, decoupled)
+
+
+def _launch(tensors: list[tuple], lr, betas, eps, weight_decay, decoupled) -> None:
     b1, b2 = betas
-    lr_t, step_t = isinstance(lr, torch.Tensor), isinstance(step, torch.Tensor)
-    if step_t and not step.is_cuda and param.is_cuda:  # a host step counter (not capturable): pass its value
-        step, step_t = step.item(), False
-    n = param.numel()
-    args = (param, grad, exp_avg, exp_avg_sq, lr if lr_t else param, step if step_t else param, n,
-            0.0 if lr_t else float(lr), 0.0 if step_t else float(step), b1, b2, math.log2(b1), math.log2(b2), eps,
-            float(weight_decay))  # fmt: skip
+    param0, step0 = tensors[0][0], tensors[0][4]
+    lr_t, step_t = isinstance(lr, torch.Tensor), isinstance(step0, torch.Tensor)
+    if step_t and not step0.is_cuda and param0.is_cuda:  # host step counters (not capturable): pass their value
+        tensors = [(*t[:4], t[4].item()) for t in tensors]
+        step_t = False
+    step = 0.0 if step_t else float(tensors[0][4])
+    slots, end = [], 0
+    for p, g, m, v, s in tensors:
+        end += cdiv(p.numel(), BLOCK)
+        slots += [p, g, m, v, s if step_t else p, p.numel(), end]
+    slots += [*tensors[0][:4], param0, 0, end] * (SLOTS - len(tensors))  # unused: no programs
+    scalars = (0.0 if lr_t else float(lr), step, b1, b2, math.log2(b1), math.log2(b2), eps, float(weight_decay))
+    args = (lr if lr_t else param0, *scalars, *slots)
     options = dict(STEP_TENSOR=step_t, DECOUPLED=decoupled, BLOCK=BLOCK, num_warps=4)
     kernel = _adam_kernel()
-    if param.is_cuda and not torch.cuda.is_current_stream_capturing():
+    if param0.is_cuda and not torch.cuda.is_current_stream_capturing():
         _compile_both_lr_kinds(kernel, args, options)
-    kernel[(cdiv(n, BLOCK),)](*args, LR_TENSOR=lr_t, **options)
+    kernel[(end,)](*args, LR_TENSOR=lr_t, **options)
 
 
 _COMPILED: set[tuple] = set()
@@ -97,18 +97,23 @@ def _compile_both_lr_kinds(kernel, args: tuple, options: dict) -> None:
         return
     lr_tensor = torch.zeros((), dtype=torch.float32, device=args[0].device)
     for lr_t in (False, True):
-        call = (*args[:4], lr_tensor if lr_t else args[4], *args[5:])
+        call = (lr_tensor if lr_t else args[9], *args[1:])
         compile_ahead(kernel, *call, LR_TENSOR=lr_t, grid=(1,), **options)
     _COMPILED.add(key)
 
 
 class _BigTensorsInTriton:
-    """Mixin for torch.optim.Adam/AdamW built with fused=True: tensors of >= BIG elements take the Triton update."""
+    """Mixin for torch.optim.Adam/AdamW built with fused=True: a group of at most SLOTS tensors takes the Triton
+    update whole (one launch), a larger group its tensors of >= BIG elements."""
 
     def _big(self, group: dict) -> list[torch.Tensor]:
         if not (group.get("fused") and available()) or group["amsgrad"] or group["maximize"]:
             return []
-        return [p for p in group["params"] if p.grad is not None and p.numel() >= BIG and _plain(p)]
+        stepped = [p for p in group["params"] if p.grad is not None]
+        plain = [p for p in stepped if _plain(p)]
+        if len(plain) == len(stepped) <= WHOLE_GROUP:
+            return plain
+        return [p for p in plain if p.numel() >= BIG]
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -120,7 +125,7 @@ class _BigTensorsInTriton:
             for group, big in zip(self.param_groups, bigs):
                 ids = {id(p) for p in big}
                 group["params"] = [p for p in group["params"] if id(p) not in ids]
-            loss = super().step(closure)  # the small tensors: PyTorch's fused kernel, one launch
+            loss = super().step(closure)  # the other tensors: PyTorch's fused kernel, one launch
         finally:
             for group, params in zip(self.param_groups, kept):
                 group["params"] = params
@@ -129,9 +134,8 @@ class _BigTensorsInTriton:
             states = [self._state_for(p) for p in big]
             if states:
                 torch._foreach_add_([s["step"] for s in states], 1.0)
-            for p, s in zip(big, states):
-                adam_update(p, p.grad, s["exp_avg"], s["exp_avg_sq"], s["step"], group["lr"], group["betas"],
-                            group["eps"], group["weight_decay"], decoupled)  # fmt: skip
+            tensors = [(p, p.grad, s["exp_avg"], s["exp_avg_sq"], s["step"]) for p, s in zip(big, states)]
+            adam_updates(tensors, group["lr"], group["betas"], group["eps"], group["weight_decay"], decoupled)
         return loss
 
     def _state_for(self, p: torch.Tensor) -> dict:
