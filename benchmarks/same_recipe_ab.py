@@ -5,7 +5,9 @@ training seconds, epoch 1 and later epochs. Switches: `gather`, the captured chu
 (engine/cross_entropy.py) against PyTorch's; `side`, a captured small dense layer's input and weight gradients as
 parallel graph branches (models/_kernels.py side_by_side) against one after the other (same_recipe_ab_side*_*.txt;
 the small convs' side by side, measured at commit b25fd38 with its `side-conv` switch, was not kept); `adam`, a small
-Adam group's update in one Triton launch (engine/kernels.py WHOLE_GROUP) against its big tensors only.
+Adam group's update in one Triton launch (engine/kernels.py WHOLE_GROUP) against its big tensors only; `ahead`,
+one-step replays queued while the host captures the K-step graph (engine/fast/graph.py _ahead) against a synced
+capture with the GPU idle.
 (A `pool` switch measured a max pool fused into the
 batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
 
@@ -24,7 +26,7 @@ from convforge import api
 from convforge.bench.train import REFERENCE, SPLIT
 from convforge.engine import cross_entropy
 from convforge.engine import kernels as engine_kernels
-from convforge.engine.fast import gather
+from convforge.engine.fast import gather, graph
 from convforge.models import _kernels
 
 
@@ -40,12 +42,16 @@ def _side(on: bool) -> None:
     _kernels.SIDE_BY_SIDE = on
 
 
+def _ahead(on: bool) -> None:
+    graph.GraphStep._ahead = AHEAD if on else lambda self, pos, steps: 0
+
+
 def _adam(on: bool) -> None:
     engine_kernels.WHOLE_GROUP = engine_kernels.SLOTS if on else 0
 
 
-USABLE = gather.usable
-SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "adam": _adam}
+USABLE, AHEAD = gather.usable, graph.GraphStep._ahead
+SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "adam": _adam, "ahead": _ahead}
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

@@ -29,11 +29,22 @@ class CpuGraphStep(GraphStep):
         self._chunk(1, tensor_lr=False)
         self.warm += 1
 
-    def _capture(self, steps: int) -> FakeGraph:
+    def _capture(self, steps: int, sync: bool = True) -> FakeGraph:
+        self.captures.append((steps, sync))
         return FakeGraph(self, steps)
 
     def _replay_and_pick_k(self) -> None:
         self.graphs[1].replay()
+        self.step_s, self.capture_s = self.timing
+
+
+class Recorded(CpuGraphStep):
+    """CpuGraphStep with its captures recorded and the timing _ahead reads: (0, 0) none, as without a timed
+    replay; (1e-4, 5e-5): a one-step replay takes 0.1 ms on the GPU, a captured step 0.05 ms of host time."""
+
+    def __init__(self, *args, timing=(0.0, 0.0), **kw):
+        super().__init__(*args, **kw)
+        self.timing, self.captures = timing, []
 
 
 def _trainer(tmp_path, name, **kw):
@@ -77,12 +88,33 @@ def test_chunk_steps_and_advance():
         ("nesterov", {"flip": True, "flip_mode": "alternate", "lookahead": 3}),  # the step hook, captured
     ],
 )  # alternate flips: each captured step must pass its own rows (the chunk gathers K batches at once)
-def test_multistep_epochs_equal_the_eager_loop(tmp_path, solver, aug):
+def test_multistep_epochs_equal_the_eager_loop(tmp_path, monkeypatch, solver, aug):
+    fake = _equal_to_the_eager_loop(tmp_path, monkeypatch, solver, aug, timing=(0.0, 0.0))
+    assert fake.captures == [(1, True), (8, True)]
+
+
+def test_one_step_replays_queued_ahead_of_a_capture_train_as_the_eager_loop(tmp_path, monkeypatch):
+    """With a timed one-step replay, the 8-step capture is preceded by ceil(8 x 0.05 / 0.1) = 4 one-step replays
+    queued for the GPU and does not sync; training is unchanged."""
+    aug = {"flip": True, "flip_mode": "alternate"}
+    fake = _equal_to_the_eager_loop(tmp_path, monkeypatch, "adam", aug, timing=(1e-4, 5e-5))
+    assert fake.captures == [(1, True), (8, False)]
+
+
+def _equal_to_the_eager_loop(tmp_path, monkeypatch, solver: str, aug: dict, timing: tuple[float, float]) -> Recorded:
     eager, fake = _trainer(tmp_path, "e", solver=solver, **aug), _trainer(tmp_path, "f", solver=solver, **aug)
     assert eager.fast is None
     fake.model.load_state_dict(eager.model.state_dict())
-    fake.fast = CpuGraphStep(fake, max_chunk=8)  # 22 full batches + a tail: warm-up, chunks and one-step pieces
+    fake.fast = Recorded(fake, max_chunk=8, timing=timing)  # 22 full batches + a tail: warm-up, chunks, one-step
     assert fake.fast.k == 8
+    replays = []
+    original = FakeGraph.replay
+
+    def replay(graph: FakeGraph) -> None:
+        replays.append(graph.steps)
+        original(graph)
+
+    monkeypatch.setattr(FakeGraph, "replay", replay)
     with EpochProgress(3, eager.steps_per_epoch, live=False, log=lambda s: None) as progress:
         for _ in range(3):
             e, f = eager.train_epoch(progress), fake.train_epoch(progress)
@@ -92,3 +124,10 @@ def test_multistep_epochs_equal_the_eager_loop(tmp_path, solver, aug):
     assert fake.gen.get_state().equal(eager.gen.get_state())  # same random draws, in the same order
     for (name, p), q in zip(eager.model.state_dict().items(), fake.model.state_dict().values()):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
+    # epoch 1: warm-up step, one-step capture and its replay, the timed replay, then the chunks (after any
+    # queued one-step replays), the remainder in one-step replays; epochs 2-3: chunks and remainder
+    ahead = 4 if timing[0] else 0
+    chunks = (22 - 3 - ahead) // 8
+    first = [1, 1] + [1] * ahead + [8] * chunks + [1] * (22 - 3 - ahead - 8 * chunks)
+    assert replays == first + ([8, 8] + [1] * 6) * 2
+    return fake.fast

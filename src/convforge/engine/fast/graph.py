@@ -17,6 +17,8 @@ on replay exactly as in eager code, so graph and eager draw the same numbers); a
 
 from __future__ import annotations
 
+import math
+import time
 from typing import TYPE_CHECKING
 
 import torch
@@ -113,6 +115,7 @@ class GraphStep:
         self.pool = None  # one memory pool for all graphs: they replay one at a time, on one stream
         self.warm = 0
         self.timed = False  # K picked from a replay of the one-step graph
+        self.step_s = self.capture_s = 0.0  # a one-step replay's GPU time; the last capture's host time per step
 
     # -- the captured chunk --------------------------------------------------------------------------
     def _images(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,22 +174,50 @@ class GraphStep:
         torch.cuda.current_stream().wait_stream(side)
         self.warm += 1
 
-    def _capture(self, steps: int) -> torch.cuda.CUDAGraph:
+    def _capture(self, steps: int, sync: bool = True) -> torch.cuda.CUDAGraph:
+        """The `steps`-step graph. `sync=False`: captured while the GPU still runs queued replays (_ahead), without
+        torch.cuda.graph's device sync and cache release; the new graph shares the pool and replays after them on
+        the same stream, and capturing runs nothing."""
         groups = self.tr.optimizer.param_groups
         floats = [g["lr"] for g in groups]
         graph = torch.cuda.CUDAGraph()
         if self.tr.augment.active:
             graph.register_generator_state(self.tr.gen)
-        torch.cuda.synchronize()  # host sync: once per graph (two per run)
+        stream = _side_stream(self.tr.device)
+        if sync:
+            torch.cuda.synchronize()  # host sync: once per synced graph
+        start = time.perf_counter()
         try:
-            with torch.cuda.graph(graph, pool=self.pool, stream=_side_stream(self.tr.device)):
-                self._chunk(steps, tensor_lr=True)
+            if sync:
+                with torch.cuda.graph(graph, pool=self.pool, stream=stream):
+                    self._chunk(steps, tensor_lr=True)
+            else:
+                with torch.cuda.stream(stream):
+                    graph.capture_begin(pool=self.pool)
+                    try:
+                        self._chunk(steps, tensor_lr=True)
+                    finally:
+                        graph.capture_end()
         finally:
             for g, lr in zip(groups, floats):
                 g["lr"] = lr
+        self.capture_s = (time.perf_counter() - start) / steps
         if self.pool is None:
             self.pool = graph.pool()
         return graph
+
+    def _ahead(self, pos: int, steps: int) -> int:
+        """Queue replays of the one-step graph for the next steps, about as many as the GPU runs while the host
+        captures the `steps`-step graph (host time: `steps` x the last capture's per step); returns how many. None
+        when there is no one-step graph or timing yet: the capture then syncs first and the GPU idles through it.
+        Why: digits-cnn's 6-step capture took ~20 ms of host time in its 100 ms first epoch (H200,
+        graph_overhead_*.log), with nothing queued on the GPU."""
+        if steps == 1 or 1 not in self.graphs or not (self.capture_s and self.step_s):
+            return 0
+        ahead = min(self.full - pos, math.ceil(steps * self.capture_s / self.step_s))
+        for _ in range(ahead):
+            self.graphs[1].replay()
+        return ahead
 
     def _run(self, pos: int) -> int:
         """Run the next piece of the epoch from full batch `pos`; returns how many steps it took."""
@@ -203,7 +234,10 @@ class GraphStep:
             return 1
         steps = self.k if self.full - pos >= self.k else 1
         if steps not in self.graphs:
-            self.graphs[steps] = self._capture(steps)
+            ahead = self._ahead(pos, steps)
+            self.graphs[steps] = self._capture(steps, sync=not ahead)
+            if ahead:
+                return ahead
         self.graphs[steps].replay()
         return steps
 
@@ -219,10 +253,10 @@ class GraphStep:
         start.record()
         self.graphs[1].replay()
         end.record()
+        end.synchronize()
+        self.step_s = max(start.elapsed_time(end), 1e-3) / 1000
         if self.adaptive:
-            end.synchronize()
-            step_s = max(start.elapsed_time(end), 1e-3) / 1000
-            self.k = chunk_steps(self.full, max(1, min(MAX_CHUNK, round(CHUNK_GPU_S / step_s))))
+            self.k = chunk_steps(self.full, max(1, min(MAX_CHUNK, round(CHUNK_GPU_S / self.step_s))))
 
     def invalidate(self) -> None:
         """The step changed (a recipe froze a parameter: its gradient and the backward feeding it are gone): the
