@@ -192,7 +192,7 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert fused.norm_act == {(64, 1), (256, 1)}
     assert [(c.in_channels, c.out_channels, code) for c, code in fused.conv_act] == [(3, 24, 1)]
     assert fused.small_conv == ()  # its 24/64-channel convs at batch 1024 are cuDNN's work (MAX_MACS)
-    assert [(d.in_features, d.out_features, walk) for d, _, _, walk in fused.small_dense] == [(256, 10, False)]
+    assert [(d.in_features, d.out_features) for d, _, _ in fused.small_dense] == [(256, 10)]  # a last partial batch
     fused = warmup._fusions("digits-cnn", 1, 128)
     assert fused.norm_act == {(8, 0), (16, 0), (32, 0)} and fused.conv_act == ()
     assert [(c.in_channels, c.out_channels, relu, first) for c, relu, first in fused.small_conv] == [
@@ -200,18 +200,11 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
         (8, 16, False, False),
         (16, 32, False, False),
     ]
-    # the classifier reads a 32 x 7 x 7 map: in its memory order (models/_small_dense.py _walk)
-    assert [(d.out_features, relu, first, walk) for d, relu, first, walk in fused.small_dense] == [
-        (10, False, False, True)
-    ]
+    assert [(d.out_features, relu, first) for d, relu, first in fused.small_dense] == [(10, False, False)]
     fused = warmup._fusions("simple-cnn", 3, 32)
     assert [(c.in_channels, relu, first) for c, relu, first in fused.small_conv] == [(3, True, True), (32, True, False)]
-    assert [(d.out_features, relu, walk) for d, relu, _, walk in fused.small_dense] == [
-        (128, True, True),
-        (10, False, False),
-    ]
-    mlp = warmup._fusions("mlp", 1, 32).small_dense
-    assert [(first, walk) for _, _, first, walk in mlp] == [(True, False), (False, False)]  # 1 channel: no walk
+    assert [(d.out_features, relu) for d, relu, _ in fused.small_dense] == [(128, True), (10, False)]
+    assert [first for _, _, first in warmup._fusions("mlp", 1, 32).small_dense] == [True, False]  # flatten first
     assert warmup._fusions("no-such-model") == warmup.Fusions()
 
 

@@ -19,7 +19,6 @@ KERNELS = ("_small_dense", "_small_dense_triton", "_source")  # for conftest.py 
     [
         ((70, 32, 7, 7), torch.channels_last, 10, False, True),  # digits-cnn's classifier on its channels_last map
         ((5, 3, 4, 6), torch.contiguous_format, 130, True, True),  # two output blocks, ReLU fused
-        ((6, 3, 5, 9), torch.channels_last, 20, True, True),  # walked in memory order: 3 channels, partial tiles
         ((33, 200), torch.contiguous_format, 20, True, False),  # a matrix (a dense layer after a dense layer)
         ((9, 100), torch.contiguous_format, 12, False, True),  # few features: no split of the forward's sums
     ],

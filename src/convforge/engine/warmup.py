@@ -84,8 +84,7 @@ class Fusions(NamedTuple):
     norm_act: frozenset = frozenset()  # (channels, ACT code) of each batchnorm + activation pair (models/_norm_act.py)
     conv_act: tuple = ()  # (conv, ACT code) of each forward-only conv + activation pair (models/_conv_act.py)
     small_conv: tuple = ()  # (conv, ReLU fused, first layer) of each small conv (models/_small_conv.py)
-    # (linear, ReLU fused, first layer, reads a map in memory order) of each small dense layer (models/_small_dense.py)
-    small_dense: tuple = ()
+    small_dense: tuple = ()  # (linear, ReLU fused, first layer) of each small dense layer (models/_small_dense.py)
 
 
 def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
@@ -109,9 +108,8 @@ def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
         if _small_conv.macs(layers[i], batch * shapes[i][1] * shapes[i][2]) <= _small_conv.MAX_MACS
     ]
     rows = _small_dense.MAX_ROWS  # any batch of up to MAX_ROWS: an epoch's last, partial batch takes them too
-    inputs = [spec.to_dict()["in_shape"], *shapes]  # inputs[i]: what layer i reads
     dense = [
-        (layers[j], _kernels.fuses_relu(nxt[j]), i == 0, i != j and _small_dense.walks(inputs[i]))
+        (layers[j], _kernels.fuses_relu(nxt[j]), i == 0)
         for i, j in sorted(net.small_dense.items())
         if _small_dense.macs(layers[j], min(batch, rows)) <= _small_dense.MAX_MACS
     ]
@@ -191,8 +189,8 @@ def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: 
     if dtype != torch.float32:  # the small convs and dense layers run under autocast only; a first layer sees images
         for conv, relu, first in pairs.small_conv:
             jobs += _small_conv.compile_jobs(conv, relu, torch.float32 if first else dtype, dtype)
-        for linear, relu, first, walk in pairs.small_dense:
-            jobs += _small_dense.compile_jobs(linear, relu, torch.float32 if first else dtype, dtype, walk)
+        for linear, relu, first in pairs.small_dense:
+            jobs += _small_dense.compile_jobs(linear, relu, torch.float32 if first else dtype, dtype)
 
     def run(job) -> None:
         with torch.cuda.device(device):

@@ -25,7 +25,6 @@ from torch import nn
 from . import _kernels
 
 ENABLED = True  # benchmarks switch the Triton path off to measure cuBLAS's
-WALK = True  # maps read in memory order (_walk); benchmarks switch it off to measure the flattened order
 # Rows and multiply-adds of one forward up to which the kernels run (digits-cnn's classifier at batch 128: 2 M;
 # simple-cnn's 1152 -> 128 at batch 32: 4.7 M). cifar10-fast's 256 -> 10 head at 1024 rows took 62 us a step here
 # against cuBLAS's ~30 (step_variants_smalldense_*.md): the weight gradient's one pass over the rows is a long loop.
@@ -92,18 +91,6 @@ def _block(size: int, cap: int) -> int:
     return max(16, min(cap, 1 << (size - 1).bit_length()))  # tl.dot's smallest side is 16
 
 
-def _walk(x: torch.Tensor) -> bool:
-    """The kernels' CL flag: walk x's features in its channels_last memory order (a 4-d map with its channels
-    innermost). The flattened-order walk reads such a map with a stride of C elements: digits-cnn's classifier took
-    11.4 us for its weight gradient (H200, step_profile_*.md)."""
-    return WALK and walks(x.shape[1:]) and x.stride(1) == 1
-
-
-def walks(shape) -> bool:
-    """A training map of this (C, H, W) shape takes the memory-order walk (maps train channels_last)."""
-    return len(shape) == 3 and shape[0] > 1 and shape[1] * shape[2] > 1
-
-
 def _map(x: torch.Tensor) -> tuple[int, ...]:
     """(K, H*W, W, row stride, channel, height and width strides) of x read as rows x K."""
     if x.dim() == 2:
@@ -112,23 +99,21 @@ def _map(x: torch.Tensor) -> tuple[int, ...]:
     return c * h * w, h * w, w, *x.stride()
 
 
-def compile_jobs(linear: nn.Linear, relu: bool, in_dtype: torch.dtype, dtype: torch.dtype,
-                 walk: bool = False) -> list[Callable]:  # fmt: skip
+def compile_jobs(linear: nn.Linear, relu: bool, in_dtype: torch.dtype, dtype: torch.dtype) -> list[Callable]:
     """The compiles (or loads from Triton's disk cache) of the kernels a training step launches for `linear` on
-    `in_dtype` inputs under `dtype` autocast, as calls that run none of them (engine/warmup.py); `walk`: its input
-    is a map read in memory order (_walk)."""
+    `in_dtype` inputs under `dtype` autocast, as calls that run none of them (engine/warmup.py)."""
     k, out, bias, f32 = _source(), linear.out_features, linear.bias is not None, torch.float32
     sizes, options, split = [2**20] * 8, _options(out), _splits(linear.in_features)[0] > 1
-    jobs = [_kernels.ahead(k.dense_forward, in_dtype, f32, f32, dtype, f32, *sizes, 2**20, grid=(1, 1, 1), OUT=out,
-                           HAS_BIAS=bias, ACT=int(relu), SPLIT=split, CL=walk, **options["forward"])]  # fmt: skip
+    jobs = [_kernels.ahead(k.dense_forward, in_dtype, f32, f32, dtype, f32, *sizes, 2**20, grid=(1, 1, 1),
+                           OUT=out, HAS_BIAS=bias, ACT=int(relu), SPLIT=split, **options["forward"])]  # fmt: skip
     if split:
         jobs.append(_kernels.ahead(k.dense_finish, f32, f32, dtype, 2**20, 2**20, grid=(1, 1), OUT=out,
                                    HAS_BIAS=bias, ACT=int(relu), **options["finish"]))  # fmt: skip
     if in_dtype == dtype:  # a first layer's input wants no gradient
         jobs.append(_kernels.ahead(k.dense_input_grad, dtype, dtype, f32, dtype, *sizes, grid=(1, 1),
-                                   OUT=out, GATE=relu, CL=walk, **options["input"]))  # fmt: skip
+                                   OUT=out, GATE=relu, **options["input"]))  # fmt: skip
     jobs.append(_kernels.ahead(k.dense_weight_grad, in_dtype, dtype, dtype, f32, f32, *sizes, grid=(1, 1),
-                               OUT=out, GATE=relu, HAS_BIAS=bias, CL=walk, **options["weight"]))  # fmt: skip
+                               OUT=out, GATE=relu, HAS_BIAS=bias, **options["weight"]))  # fmt: skip
     return jobs
 
 
@@ -164,7 +149,7 @@ class SmallDense(torch.autograd.Function):
         flags = dict(OUT=out, HAS_BIAS=bias is not None, ACT=int(relu))
         bias = weight if bias is None else bias
         k.dense_forward[(*grid, splits)](
-            x, weight, bias, y, partial, rows, *_map(x), per_split, SPLIT=splits > 1, CL=_walk(x), **flags, **tiles
+            x, weight, bias, y, partial, rows, *_map(x), per_split, SPLIT=splits > 1, **flags, **tiles
         )  # fmt: skip
         if splits > 1:
             k.dense_finish[grid](partial, bias, y, rows, splits, **flags, **options["finish"])
@@ -187,8 +172,7 @@ class SmallDense(torch.autograd.Function):
             opt = options["input"]
             grid = (_kernels.cdiv(rows, opt["BM"]), _kernels.cdiv(weight.shape[1], opt["BK"]))
             input_grad = functools.partial(
-                k.dense_input_grad[grid], dy, gate, weight, dx, rows, *_map(dx), OUT=out, GATE=y is not None,
-                CL=_walk(dx), **opt,
+                k.dense_input_grad[grid], dy, gate, weight, dx, rows, *_map(dx), OUT=out, GATE=y is not None, **opt
             )  # fmt: skip
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             dw = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
@@ -197,7 +181,7 @@ class SmallDense(torch.autograd.Function):
             grid = (_kernels.cdiv(weight.shape[1], opt["BK"]), _kernels.cdiv(out, opt["BO"]))
             weight_grads = functools.partial(
                 k.dense_weight_grad[grid], x, dy, gate, dw, dw if db is None else db, rows, *_map(x), OUT=out,
-                GATE=y is not None, HAS_BIAS=ctx.has_bias, CL=_walk(x), **opt,
+                GATE=y is not None, HAS_BIAS=ctx.has_bias, **opt,
             )  # fmt: skip
         _kernels.side_by_side(input_grad, weight_grads)  # independent: beside each other in a captured step
         return None if dx is None else dx.to(x.dtype), dw, db, None, None

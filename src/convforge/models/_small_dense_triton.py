@@ -17,25 +17,16 @@ MAP = ["rows", "k_size", "hw", "w", "sxm", "sxc", "sxh", "sxw"]  # sizes and str
 
 
 @triton.jit
-def _features(q, k_size, hw, w, sxc, sxh, sxw, CL: tl.constexpr):
-    """For the q-th feature of a walk over the features: its flattened index k = (c * H + h) * W + x (the weight's
-    column) and its offset in the map. CL: the walk follows a channels_last map's memory order (channels fastest), so
-    the map's tiles are contiguous and the weight's columns are gathered instead (the weight is the smaller: 13x for
-    digits-cnn's classifier at batch 128); else k = q."""
-    if CL:
-        channels = k_size // hw
-        c, pos = q % channels, q // channels
-        k = c * hw + pos
-    else:
-        k = q
-        c, pos = q // hw, q % hw
-    return k, c * sxc + (pos // w) * sxh + (pos % w) * sxw
+def _columns(k, hw, w, sxc, sxh, sxw):
+    """Offsets of flattened feature indices k = (c * H + h) * W + x in the map."""
+    c, pos = k // hw, k % hw
+    return c * sxc + (pos // w) * sxh + (pos % w) * sxw
 
 
 @triton.jit(do_not_specialize=MAP + ["per_split"])
 def dense_forward(x, weight, bias, y, partial, rows, k_size, hw, w, sxm, sxc, sxh, sxw, per_split, OUT: tl.constexpr,
-                  HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SPLIT: tl.constexpr, CL: tl.constexpr, BM: tl.constexpr,
-                  BK: tl.constexpr, BO: tl.constexpr):  # fmt: skip
+                  HAS_BIAS: tl.constexpr, ACT: tl.constexpr, SPLIT: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                  BO: tl.constexpr):  # fmt: skip
     """y (rows x OUT, contiguous) = act(x @ weight^T + bias); ACT 0: none, 1: ReLU. SPLIT: program (., ., s) sums
     features [s * per_split, (s + 1) * per_split) into partial[s] (fp32, rows x OUT) for dense_finish: a long
     feature axis split over programs instead of looped in few (at 32-128 rows, a few programs' loop is latency)."""
@@ -45,12 +36,11 @@ def dense_forward(x, weight, bias, y, partial, rows, k_size, hw, w, sxm, sxc, sx
     first = tl.program_id(2) * per_split
     end = tl.minimum(first + per_split, K)
     acc = tl.zeros([BM, BO], tl.float32)
-    for q0 in range(first, end, BK):
-        q = q0 + tl.arange(0, BK)
-        k, columns = _features(q, K, hw, w, sxc, sxh, sxw, CL)
-        col_mask = (m < rows)[:, None] & (q < end)[None, :]
-        cols = tl.load(x + m[:, None] * sxm + columns[None, :], mask=col_mask, other=0.0)
-        taps = tl.load(weight + o[None, :] * K + k[:, None], mask=(q < end)[:, None] & (o < OUT)[None, :], other=0.0)
+    for k0 in range(first, end, BK):
+        k = k0 + tl.arange(0, BK)
+        col_mask = (m < rows)[:, None] & (k < end)[None, :]
+        cols = tl.load(x + m[:, None] * sxm + _columns(k, hw, w, sxc, sxh, sxw)[None, :], mask=col_mask, other=0.0)
+        taps = tl.load(weight + o[None, :] * K + k[:, None], mask=(k < end)[:, None] & (o < OUT)[None, :], other=0.0)
         acc = tl.dot(cols.to(y.dtype.element_ty), taps.to(y.dtype.element_ty), acc)
     out = m[:, None] * OUT + o[None, :]
     out_mask = (m < rows)[:, None] & (o < OUT)[None, :]
@@ -93,42 +83,40 @@ def _gated(g, gate, offs, mask, GATE: tl.constexpr):
 
 @triton.jit(do_not_specialize=MAP)
 def dense_input_grad(g, gate, weight, dx, rows, k_size, hw, w, sxm, sxc, sxh, sxw, OUT: tl.constexpr,
-                     GATE: tl.constexpr, CL: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
-                     BO: tl.constexpr):  # fmt: skip
+                     GATE: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr):  # fmt: skip
     """dx (the input map's strides) = g @ weight for BM rows x BK features per program."""
     K = k_size
     m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
-    q = tl.program_id(1) * BK + tl.arange(0, BK)
-    k, columns = _features(q, K, hw, w, sxc, sxh, sxw, CL)
+    k = tl.program_id(1) * BK + tl.arange(0, BK)
     acc = tl.zeros([BM, BK], tl.float32)
     for o0 in range(0, OUT, BO):
         o = o0 + tl.arange(0, BO)
         grad = _gated(g, gate, m[:, None] * OUT + o[None, :], (m < rows)[:, None] & (o < OUT)[None, :], GATE)
-        taps = tl.load(weight + o[:, None] * K + k[None, :], mask=(o < OUT)[:, None] & (q < K)[None, :], other=0.0)
+        taps = tl.load(weight + o[:, None] * K + k[None, :], mask=(o < OUT)[:, None] & (k < K)[None, :], other=0.0)
         acc = tl.dot(grad, taps.to(grad.dtype), acc)
-    offs = m[:, None] * sxm + columns[None, :]
-    tl.store(dx + offs, acc.to(dx.dtype.element_ty), mask=(m < rows)[:, None] & (q < K)[None, :])
+    offs = m[:, None] * sxm + _columns(k, hw, w, sxc, sxh, sxw)[None, :]
+    tl.store(dx + offs, acc.to(dx.dtype.element_ty), mask=(m < rows)[:, None] & (k < K)[None, :])
 
 
 @triton.jit(do_not_specialize=MAP)
 def dense_weight_grad(x, g, gate, dw, db, rows, k_size, hw, w, sxm, sxc, sxh, sxw, OUT: tl.constexpr,
-                      GATE: tl.constexpr, HAS_BIAS: tl.constexpr, CL: tl.constexpr, BM: tl.constexpr,
-                      BK: tl.constexpr, BO: tl.constexpr):  # fmt: skip
+                      GATE: tl.constexpr, HAS_BIAS: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                      BO: tl.constexpr):  # fmt: skip
     """dw[o, k] = sum over rows of g[., o] x[., k] (fp32, contiguous out x K) for BO x BK entries per program; the
     first feature block's programs also write db = the sums of g."""
     K = k_size
-    q = tl.program_id(0) * BK + tl.arange(0, BK)
+    k = tl.program_id(0) * BK + tl.arange(0, BK)
     o = tl.program_id(1) * BO + tl.arange(0, BO)
     acc = tl.zeros([BO, BK], tl.float32)
     bias_acc = tl.zeros([BO], tl.float32)
-    k, columns = _features(q, K, hw, w, sxc, sxh, sxw, CL)
+    columns = _columns(k, hw, w, sxc, sxh, sxw)
     for m0 in range(0, rows, BM):
         m = m0 + tl.arange(0, BM)
         grad = _gated(g, gate, m[None, :] * OUT + o[:, None], (m < rows)[None, :] & (o < OUT)[:, None], GATE)
-        col_mask = (m < rows)[:, None] & (q < K)[None, :]
+        col_mask = (m < rows)[:, None] & (k < K)[None, :]
         cols = tl.load(x + m[:, None] * sxm + columns[None, :], mask=col_mask, other=0.0)
         acc = tl.dot(grad, cols.to(grad.dtype), acc)
         bias_acc += tl.sum(grad.to(tl.float32), 1)
-    tl.store(dw + o[:, None] * K + k[None, :], acc, mask=(o < OUT)[:, None] & (q < K)[None, :])
+    tl.store(dw + o[:, None] * K + k[None, :], acc, mask=(o < OUT)[:, None] & (k < K)[None, :])
     if HAS_BIAS:
         tl.store(db + o, bias_acc, mask=(o < OUT) & (tl.program_id(0) == 0))
