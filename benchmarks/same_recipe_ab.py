@@ -7,7 +7,8 @@ parallel graph branches (models/_kernels.py side_by_side) against one after the 
 the small convs' side by side, measured at commit b25fd38 with its `side-conv` switch, was not kept); `adam`, a small
 Adam group's update in one Triton launch (engine/kernels.py WHOLE_GROUP) against its big tensors only; `ahead`,
 one-step replays queued while the host captures the K-step graph (engine/fast/graph.py _ahead) against a synced
-capture with the GPU idle. (A `walk` switch measured small dense layers reading their input maps in memory order,
+capture with the GPU idle; `pair`, a dense, ReLU, dense head as one op (models/_small_dense.py SmallDensePair)
+against two. (A `walk` switch measured small dense layers reading their input maps in memory order,
 commit 6e36ad5: same_recipe_ab_walk_*.txt; slower, reverted.)
 (A `pool` switch measured a max pool fused into the
 batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
@@ -28,7 +29,7 @@ from convforge.bench.train import REFERENCE, SPLIT
 from convforge.engine import cross_entropy
 from convforge.engine import kernels as engine_kernels
 from convforge.engine.fast import gather, graph
-from convforge.models import _kernels
+from convforge.models import _kernels, _small_dense
 
 
 def _gather(on: bool) -> None:
@@ -47,12 +48,16 @@ def _ahead(on: bool) -> None:
     graph.GraphStep._ahead = AHEAD if on else lambda self, pos, steps: 0
 
 
+def _pair(on: bool) -> None:
+    _small_dense.PAIR = on
+
+
 def _adam(on: bool) -> None:
     engine_kernels.WHOLE_GROUP = engine_kernels.SLOTS if on else 0
 
 
 USABLE, AHEAD = gather.usable, graph.GraphStep._ahead
-SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "adam": _adam, "ahead": _ahead}
+SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "adam": _adam, "ahead": _ahead, "pair": _pair}
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

@@ -204,7 +204,9 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     fused = warmup._fusions("simple-cnn", 3, 32)
     assert [(c.in_channels, relu, first) for c, relu, first in fused.small_conv] == [(3, True, True), (32, True, False)]
     assert [(d.out_features, relu) for d, relu, _ in fused.small_dense] == [(128, True), (10, False)]
+    assert [(a.out_features, b.out_features, first) for a, b, first in fused.dense_pairs] == [(128, 10, False)]
     assert [first for _, _, first in warmup._fusions("mlp", 1, 32).small_dense] == [True, False]  # flatten first
+    assert [first for _, _, first in warmup._fusions("mlp", 1, 32).dense_pairs] == [True]
     assert warmup._fusions("no-such-model") == warmup.Fusions()
 
 

@@ -90,11 +90,13 @@ def _step(model, x, labels, autocast=True):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("name, shape", [("digits-cnn", (1, 28, 28)), ("simple-cnn", (3, 32, 32))])
+@pytest.mark.parametrize(
+    "name, shape", [("digits-cnn", (1, 28, 28)), ("simple-cnn", (3, 32, 32)), ("mlp", (1, 28, 28))]
+)
 def test_cuda_training_step_is_as_close_to_fp32_as_cudnn(monkeypatch, name, shape):
-    """One bf16 step of the same-recipe models (small convs and dense layers on convforge's kernels): loss and every
-    parameter gradient as close to an fp32 step's as cuDNN's and cuBLAS's bf16 step is (rounding is all either
-    differs by); two runs of the Triton path are bitwise equal (fixed-order sums)."""
+    """One bf16 step of the same-recipe models (small convs, dense layers and dense pairs on convforge's kernels):
+    loss and every parameter gradient as close to an fp32 step's as cuDNN's and cuBLAS's bf16 step is (rounding is
+    all either differs by); two runs of the Triton path are bitwise equal (fixed-order sums)."""
     from convforge.models import _small_conv, _small_dense
 
     if not torch.cuda.is_available():

@@ -39,6 +39,30 @@ def test_forward_and_gradients_equal_flatten_then_linear(interpreted, shape, lay
     assert grads[0].stride() == x.stride()  # a map's gradient in the map's layout (channels_last: no copy)
 
 
+@pytest.mark.parametrize(
+    "shape, layout, hidden, out, bias",
+    [
+        ((5, 32, 3, 3), torch.channels_last, 130, 10, True),  # simple-cnn's head: hidden in three blocks
+        ((33, 200), torch.contiguous_format, 20, 7, False),  # the MLP's head on a matrix, no biases
+        ((70, 4, 5, 5), torch.contiguous_format, 64, 64, True),  # rows over one block; the widest second layer
+    ],
+)
+def test_pair_forward_and_gradients_equal_dense_relu_dense(interpreted, shape, layout, hidden, out, bias):
+    """SmallDensePair: the two Linears' output and all five gradients as flatten, linear, ReLU, linear (fp32)."""
+    torch.manual_seed(0)
+    x = torch.randn(shape).contiguous(memory_format=layout).requires_grad_()
+    first, second = nn.Linear(x[0].numel(), hidden, bias=bias), nn.Linear(hidden, out, bias=bias)
+    y = interpreted.SmallDensePair.apply(x, first.weight, first.bias, second.weight, second.bias, torch.float32)
+    expected = second(F.relu(first(x.flatten(1))))
+    torch.testing.assert_close(y, expected, atol=1e-4, rtol=1e-4)
+    g = torch.randn_like(y)
+    leaves = [t for t in (x, first.weight, first.bias, second.weight, second.bias) if t is not None]
+    grads = torch.autograd.grad(y, leaves, g)
+    for got, want in zip(grads, torch.autograd.grad(expected, leaves, g)):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    assert grads[0].stride() == x.stride()
+
+
 def test_which_layers_it_starts_at():
     from convforge.models import _small_dense
 
@@ -47,6 +71,14 @@ def test_which_layers_it_starts_at():
     assert digits.small_dense == {11: 12}
     simple = build_model(resolve_spec("simple-cnn", in_shape=(3, 32, 32), num_classes=10))
     assert simple.small_dense == {6: 7, 9: 9}
+    assert simple.dense_pairs == {6: 9}  # flatten, dense 128, ReLU, dense 10: one op
+    assert digits.dense_pairs == {}  # one Linear
+    mlp = build_model(resolve_spec("mlp", in_shape=(1, 28, 28), num_classes=10))
+    assert mlp.dense_pairs == {0: 3}
+    wide = nn.ModuleList([nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, _small_dense.PAIR_OUT + 1)])
+    relu_after = nn.ModuleList([nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3), nn.ReLU()])
+    for layers in (wide, relu_after):  # a wide second layer, a ReLU after it: each Linear on its own
+        assert _small_dense.pairs(layers, _small_dense.starts(layers)) == {}
     layers = nn.ModuleList([nn.Flatten(0), nn.Linear(4, 2)])
     assert _small_dense.starts(layers) == {1: 1}  # another flatten: the Linear alone
     x = torch.randn(2, 4)

@@ -85,6 +85,7 @@ class Fusions(NamedTuple):
     conv_act: tuple = ()  # (conv, ACT code) of each forward-only conv + activation pair (models/_conv_act.py)
     small_conv: tuple = ()  # (conv, ReLU fused, first layer) of each small conv (models/_small_conv.py)
     small_dense: tuple = ()  # (linear, ReLU fused, first layer) of each small dense layer (models/_small_dense.py)
+    dense_pairs: tuple = ()  # (first linear, second linear, first layer) of each dense, ReLU, dense pair of them
 
 
 def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
@@ -113,7 +114,9 @@ def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
         for i, j in sorted(net.small_dense.items())
         if _small_dense.macs(layers[j], min(batch, rows)) <= _small_dense.MAX_MACS
     ]
-    return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense))
+    small = {linear for linear, *_ in dense}
+    pairs = [(layers[j - 2], layers[j], i == 0) for i, j in sorted(net.dense_pairs.items()) if layers[j - 2] in small]
+    return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense), tuple(pairs))
 
 
 def _hidden_matrices(model: str, channels: int = 3) -> list[tuple[int, int]]:
@@ -191,6 +194,8 @@ def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: 
             jobs += _small_conv.compile_jobs(conv, relu, torch.float32 if first else dtype, dtype)
         for linear, relu, first in pairs.small_dense:
             jobs += _small_dense.compile_jobs(linear, relu, torch.float32 if first else dtype, dtype)
+        for linear, second, first in pairs.dense_pairs:
+            jobs += _small_dense.compile_pair_jobs(linear, second, torch.float32 if first else dtype, dtype)
 
     def run(job) -> None:
         with torch.cuda.device(device):

@@ -120,3 +120,71 @@ def dense_weight_grad(x, g, gate, dw, db, rows, k_size, hw, w, sxm, sxc, sxh, sx
     tl.store(dw + o[:, None] * K + k[None, :], acc, mask=(o < OUT)[:, None] & (k < K)[None, :])
     if HAS_BIAS:
         tl.store(db + o, bias_acc, mask=(o < OUT) & (tl.program_id(0) == 0))
+
+
+# A pair: dense 1 (with the flatten before it) -> ReLU -> dense 2, whose backward runs as two launches side by side
+# instead of two levels of two. Both recompute the hidden layer's gradient g = (dy @ w2) * (h > 0) from the output
+# gradient dy (rows x OUT2, OUT2 small), w2 (OUT2 x H) and the saved hidden output h (rows x H), rounded to dy's type
+# as the hidden layer's input gradient was stored.
+
+
+@triton.jit(do_not_specialize=MAP)
+def pair_input_grad(dy, w2, h, w1, dx, rows, k_size, hw, w, sxm, sxc, sxh, sxw, H: tl.constexpr,
+                    OUT2: tl.constexpr, B2: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
+                    BO: tl.constexpr):  # fmt: skip
+    """dx (the input map's strides) = g @ w1 for BM rows x BK features per program."""
+    K = k_size
+    m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
+    k = tl.program_id(1) * BK + tl.arange(0, BK)
+    j = tl.arange(0, B2)
+    out_grad = tl.load(dy + m[:, None] * OUT2 + j[None, :], mask=(m < rows)[:, None] & (j < OUT2)[None, :], other=0.0)
+    acc = tl.zeros([BM, BK], tl.float32)
+    for o0 in range(0, H, BO):
+        o = o0 + tl.arange(0, BO)
+        w2_block = tl.load(w2 + j[:, None] * H + o[None, :], mask=(j < OUT2)[:, None] & (o < H)[None, :], other=0.0)
+        g = tl.dot(out_grad, w2_block.to(out_grad.dtype))
+        hidden = tl.load(h + m[:, None] * H + o[None, :], mask=(m < rows)[:, None] & (o < H)[None, :], other=0.0)
+        g = tl.where(hidden > 0, g, 0.0).to(out_grad.dtype)
+        taps = tl.load(w1 + o[:, None] * K + k[None, :], mask=(o < H)[:, None] & (k < K)[None, :], other=0.0)
+        acc = tl.dot(g, taps.to(g.dtype), acc)
+    offs = m[:, None] * sxm + _columns(k, hw, w, sxc, sxh, sxw)[None, :]
+    tl.store(dx + offs, acc.to(dx.dtype.element_ty), mask=(m < rows)[:, None] & (k < K)[None, :])
+
+
+@triton.jit(do_not_specialize=MAP)
+def pair_weight_grad(x, dy, w2, h, dw1, db1, dw2, db2, rows, k_size, hw, w, sxm, sxc, sxh, sxw, H: tl.constexpr,
+                     OUT2: tl.constexpr, B2: tl.constexpr, HAS_BIAS1: tl.constexpr, HAS_BIAS2: tl.constexpr,
+                     BM: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr):  # fmt: skip
+    """dw1[o, k] = sum over rows of g[., o] x[., k] (fp32) for BO x BK entries per program; the first feature
+    block's programs also write db1 = the sums of g, and dw2[:, o] = dy^T h[:, o] (fp32); program (0, 0) db2."""
+    K = k_size
+    k = tl.program_id(0) * BK + tl.arange(0, BK)
+    o = tl.program_id(1) * BO + tl.arange(0, BO)
+    j = tl.arange(0, B2)
+    first = tl.program_id(0) == 0
+    w2_t = tl.load(w2 + j[None, :] * H + o[:, None], mask=(o < H)[:, None] & (j < OUT2)[None, :], other=0.0)
+    acc = tl.zeros([BO, BK], tl.float32)
+    acc2 = tl.zeros([B2, BO], tl.float32)
+    bias_acc = tl.zeros([BO], tl.float32)
+    bias2_acc = tl.zeros([B2], tl.float32)
+    columns = _columns(k, hw, w, sxc, sxh, sxw)
+    for m0 in range(0, rows, BM):
+        m = m0 + tl.arange(0, BM)
+        out_grad_t = tl.load(dy + m[None, :] * OUT2 + j[:, None], mask=(j < OUT2)[:, None] & (m < rows)[None, :],
+                             other=0.0)  # fmt: skip
+        g_t = tl.dot(w2_t.to(out_grad_t.dtype), out_grad_t)
+        hidden_t = tl.load(h + m[None, :] * H + o[:, None], mask=(o < H)[:, None] & (m < rows)[None, :], other=0.0)
+        g_t = tl.where(hidden_t > 0, g_t, 0.0).to(out_grad_t.dtype)
+        cols = tl.load(x + m[:, None] * sxm + columns[None, :], mask=(m < rows)[:, None] & (k < K)[None, :], other=0.0)
+        acc = tl.dot(g_t, cols.to(g_t.dtype), acc)
+        bias_acc += tl.sum(g_t.to(tl.float32), 1)
+        if first:
+            acc2 = tl.dot(out_grad_t, tl.trans(hidden_t).to(out_grad_t.dtype), acc2)
+            bias2_acc += tl.sum(out_grad_t.to(tl.float32), 1)
+    tl.store(dw1 + o[:, None] * K + k[None, :], acc, mask=(o < H)[:, None] & (k < K)[None, :])
+    if first:
+        tl.store(dw2 + j[:, None] * H + o[None, :], acc2, mask=(j < OUT2)[:, None] & (o < H)[None, :])
+        if HAS_BIAS1:
+            tl.store(db1 + o, bias_acc, mask=o < H)
+        if HAS_BIAS2:
+            tl.store(db2 + j, bias2_acc, mask=(j < OUT2) & (tl.program_id(1) == 0))

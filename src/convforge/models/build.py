@@ -28,8 +28,8 @@ class SpecNet(nn.Module):
     On CUDA, a training batchnorm followed by its ReLU/GELU runs as one fused op (models/_norm_act.py), and so does a
     small conv and its activation where no gradient is wanted (models/_conv_act.py: a frozen stem, evaluation); under
     autocast, a stride-1 conv of <= 64 channels (models/_small_conv.py) and a small dense layer with the flatten
-    before it (models/_small_dense.py), each with a ReLU after it, run on Triton kernels, forward and backward. The
-    modules and the state dict stay those of the spec."""
+    before it (models/_small_dense.py), each with a ReLU after it, run on Triton kernels, forward and backward (a
+    dense, ReLU, dense head as one op). The modules and the state dict stay those of the spec."""
 
     def __init__(self, spec: ModelSpec) -> None:
         super().__init__()
@@ -42,6 +42,7 @@ class SpecNet(nn.Module):
         self.conv_act = _conv_act.pairs(self.layers)
         self.small_conv = _small_conv.convs(self.layers)
         self.small_dense = _small_dense.starts(self.layers)
+        self.dense_pairs = _small_dense.pairs(self.layers, self.small_dense)
         _init_weights(self, spec.init)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +60,8 @@ class SpecNet(nn.Module):
             elif i in self.small_conv and _small_conv.usable(layers[i], x):
                 relu = i + 1 < len(layers) and _kernels.fuses_relu(layers[i + 1])
                 x, i = _small_conv.small_conv(layers[i], x, relu), i + 1 + relu
+            elif i in self.dense_pairs and _small_dense.pair_usable(layers, i, j := self.dense_pairs[i], x):
+                x, i = _small_dense.small_dense_pair(layers[j - 2], layers[j], x), j + 1
             elif i in self.small_dense and _small_dense.usable(layers, i, j := self.small_dense[i], x):
                 relu = j + 1 < len(layers) and _kernels.fuses_relu(layers[j + 1])
                 x, i = _small_dense.small_dense(layers[j], x, relu), j + 1 + relu
