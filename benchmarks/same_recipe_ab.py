@@ -1,17 +1,19 @@
 """A/B of one engine switch on the same-recipe runs, alternating between on and off in one process on one GPU
 (machines differ by several percent, so separate calls cannot show a 2-3% effect). Prints per variant the mean
-training seconds, epoch 1 and later epochs. Switches: `gather`, the captured chunk's one-kernel gather
-(engine/fast/gather.py) against the eager gathers it replaced; `loss`, the fused cross-entropy
-(engine/cross_entropy.py) against PyTorch's; `side`, a captured small dense layer's input and weight gradients as
-parallel graph branches (models/_kernels.py side_by_side) against one after the other (same_recipe_ab_side*_*.txt;
-the small convs' side by side, measured at commit b25fd38 with its `side-conv` switch, was not kept); `adam`, a small
-Adam group's update in one Triton launch (engine/kernels.py WHOLE_GROUP) against its big tensors only; `ahead`,
-one-step replays queued while the host captures the K-step graph (engine/fast/graph.py _ahead) against a synced
-capture with the GPU idle; `pair`, a dense, ReLU, dense head as one op (models/_small_dense.py SmallDensePair)
-against two. (A `walk` switch measured small dense layers reading their input maps in memory order,
-commit 6e36ad5: same_recipe_ab_walk_*.txt; slower, reverted.)
-(A `pool` switch measured a max pool fused into the
-batchnorm + activation op: same_recipe_ab_pool_*.txt; that fusion was slower and was dropped.)
+training seconds, epoch 1 and later epochs. Switches:
+- `gather`: the captured chunk's one-kernel gather (engine/fast/gather.py) against the eager gathers it replaced;
+- `loss`: the fused cross-entropy (engine/cross_entropy.py) against PyTorch's;
+- `side`: a captured small dense layer's input and weight gradients as parallel graph branches (models/_kernels.py
+  side_by_side) against one after the other (same_recipe_ab_side*_*.txt);
+- `side-conv`: the same for the shallow small convs (models/_small_conv.py SIDE_BY_SIDE_COLUMNS; all of them, at
+  commit b25fd38: same_recipe_ab_side_ops_*.txt);
+- `adam`: a small Adam group's update in one Triton launch (engine/kernels.py WHOLE_GROUP) against its big tensors;
+- `ahead`: one-step replays queued while the host captures the K-step graph (engine/fast/graph.py _ahead) against
+  a synced capture with the GPU idle;
+- `pair`: a dense, ReLU, dense head as one op (models/_small_dense.py SmallDensePair) against two.
+Measured and dropped: a `walk` switch, small dense layers reading their input maps in memory order (commit 6e36ad5,
+same_recipe_ab_walk_*.txt); a `pool` switch, a max pool fused into the batchnorm + activation op
+(same_recipe_ab_pool_*.txt).
 
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/same_recipe_ab.py gather mnist-digits-cnn mnist 4
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/same_recipe_ab.py gather cifar-simple-cnn \
@@ -29,7 +31,7 @@ from convforge.bench.train import REFERENCE, SPLIT
 from convforge.engine import cross_entropy
 from convforge.engine import kernels as engine_kernels
 from convforge.engine.fast import gather, graph
-from convforge.models import _kernels, _small_dense
+from convforge.models import _kernels, _small_conv, _small_dense
 
 
 def _gather(on: bool) -> None:
@@ -48,6 +50,10 @@ def _ahead(on: bool) -> None:
     graph.GraphStep._ahead = AHEAD if on else lambda self, pos, steps: 0
 
 
+def _side_conv(on: bool) -> None:
+    _small_conv.SIDE_BY_SIDE_COLUMNS = 3 if on else 0
+
+
 def _pair(on: bool) -> None:
     _small_dense.PAIR = on
 
@@ -57,7 +63,8 @@ def _adam(on: bool) -> None:
 
 
 USABLE, AHEAD = gather.usable, graph.GraphStep._ahead
-SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "adam": _adam, "ahead": _ahead, "pair": _pair}
+SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "side-conv": _side_conv, "adam": _adam, "ahead": _ahead,
+            "pair": _pair}  # fmt: skip
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

@@ -134,8 +134,8 @@ def tickets(device: torch.device) -> torch.Tensor:
 
 # A captured small dense layer's backward runs its input and weight gradients side by side. Alternating A/B in one
 # process (H200, same_recipe_ab_side_ops_*.txt): later epochs took 3.8% less time for simple-cnn, 5.3% for the
-# Fashion MLP, 1.4% for digits-cnn. The small convs' gradients the same way (measured at commit b25fd38): 6% less
-# for digits-cnn but 23% MORE for simple-cnn, whose weight-gradient partial sums fill every SM already; not kept.
+# Fashion MLP, 1.4% for digits-cnn. The small convs' gradients the same way: 6% less for digits-cnn but 23% MORE for
+# simple-cnn's 32 -> 32 conv; so only shallow convs do (models/_small_conv.py SIDE_BY_SIDE_COLUMNS).
 SIDE_BY_SIDE = True  # benchmarks switch it off to measure the launches one after the other
 _SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
 

@@ -43,6 +43,12 @@ FORWARD_PIXELS, FORWARD_K, FORWARD_WARPS = 64, 64, 4
 # program then loops a few times only (launch-bound sizes: a long loop is latency).
 WGRAD_PIXELS, WGRAD_K, WGRAD_WARPS = 128, 64, 4
 CHUNKS_PER_SM, MAX_CHUNKS = 4, 512
+# A captured backward runs the input gradient and the weight gradient side by side (models/_kernels.py side_by_side)
+# when the im2col depth is at most this many WGRAD_K column blocks. Alternating same-recipe runs (H200,
+# same_recipe_ab_side_ops_*.txt, same_recipe_ab_side_conv_*.txt): digits-cnn's convs (8 -> 16, 16 -> 32: 2 and 3
+# blocks) later epochs -6%, but simple-cnn's 32 -> 32 (5 blocks, whose weight-gradient programs each run a long
+# column loop) +23%.
+SIDE_BY_SIDE_COLUMNS = 3
 FINISH_ROWS, FINISH_ENTRIES, FINISH_WARPS = 128, 32, 4
 
 
@@ -173,22 +179,31 @@ class SmallConv(torch.autograd.Function):
         n, cin, h, w = x.shape
         cout, ho, wo = dy.shape[1:]
         dx = dw = db = None
+        input_grad = weight_grads = None
         if ctx.needs_input_grad[0]:
             dx = torch.empty((n, cin, h, w), dtype=dy.dtype, device=dy.device, memory_format=torch.channels_last)
             if dx.numel():
                 wo_, wi_, wh_, ww_ = weight.stride()
-                _source().conv_forward[(_kernels.cdiv(n * h * w, FORWARD_PIXELS),)](
+                input_grad = functools.partial(
+                    _source().conv_forward[(_kernels.cdiv(n * h * w, FORWARD_PIXELS),)],
                     dy, dy if y is None else y, weight, weight, dx, n * h * w, h, w, ho, wo, *dy.stride(), wi_,
                     wo_, wh_, ww_, **_forward_options(cout, cin, ctx.geometry, -1, ctx.relu, False, False),
                 )  # fmt: skip
-            dx = dx.to(x.dtype)
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            dw, db = _weight_grads(x, dy, y, weight, ctx.geometry, ctx.has_bias)
-        return dx, dw, db, None, None, None
+            dw, db, weight_grads = _weight_grads(x, dy, y, weight, ctx.geometry, ctx.has_bias)
+        (kh, kw), _ = ctx.geometry
+        if _kernels.cdiv(kh * kw * cin, WGRAD_K) <= SIDE_BY_SIDE_COLUMNS:
+            _kernels.side_by_side(input_grad, weight_grads)  # independent: beside each other in a captured step
+        else:
+            for launch in (input_grad, weight_grads):
+                if launch is not None:
+                    launch()
+        return None if dx is None else dx.to(x.dtype), dw, db, None, None, None
 
 
 def _weight_grads(x, dy, y, weight, geometry, has_bias):
-    """fp32 gradients of the weight (in its own layout) and of the bias (None without one)."""
+    """fp32 gradients of the weight (in its own layout) and of the bias (None without one), allocated, and the call
+    that launches their kernels."""
     k = _source()
     (kh, kw), _ = geometry
     n, cin, h, w = x.shape
@@ -204,12 +219,15 @@ def _weight_grads(x, dy, y, weight, geometry, has_bias):
     row = cout * kh * kw * cin + cout
     alloc = torch.empty if pixels else torch.zeros  # every entry is written, except for an empty batch (sums: 0)
     partial = alloc(chunks, row, dtype=torch.float32, device=x.device)
-    if pixels:
-        k.wgrad_partial[(chunks, columns)](
-            x, dy, dy if y is None else y, partial, pixels, ho, wo, h, w, *x.stride(), per_chunk, row, **options
+
+    def launch() -> None:
+        if pixels:
+            k.wgrad_partial[(chunks, columns)](
+                x, dy, dy if y is None else y, partial, pixels, ho, wo, h, w, *x.stride(), per_chunk, row, **options
+            )  # fmt: skip
+        k.wgrad_finish[(_kernels.cdiv(row, FINISH_ENTRIES),)](
+            partial, dw, dw if db is None else db, chunks, row, *weight.stride(),
+            **_finish_options(cin, cout, geometry, has_bias),
         )  # fmt: skip
-    k.wgrad_finish[(_kernels.cdiv(row, FINISH_ENTRIES),)](
-        partial, dw, dw if db is None else db, chunks, row, *weight.stride(),
-        **_finish_options(cin, cout, geometry, has_bias),
-    )  # fmt: skip
-    return dw, db
+
+    return dw, db, launch
