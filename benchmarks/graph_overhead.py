@@ -1,6 +1,9 @@
 """Where a same-recipe run spends time beyond its replayed steps: per-epoch times and K of a few runs, then one run
 under torch.profiler: GPU idle gaps by size, the host ops overlapping them, the engine's phases (warm-up steps,
-captures, the epoch's eager tail step) and the kernels of the later epochs by name. NOPROF=1 skips the profiled run.
+captures, the epoch's eager tail step) and the kernels of the later epochs by name. NOPROF=1 skips the profiled run;
+FIRST=1 profiles the process's first run instead (CUDA initialized before it, as after train_speed's plain loop), and
+prints where its first eager step's host time goes (cProfile); NO_EPOCH_OPS=1 leaves the epoch's PyTorch kernels out
+of the warm-up (engine/warmup.py _start_epoch_ops).
 
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/graph_overhead.py mnist-digits-cnn mnist 3
   (graph_overhead_profile_*.log: an earlier version of this script, which did not print K yet)
@@ -10,17 +13,20 @@ from __future__ import annotations
 
 import bisect
 import collections
+import cProfile
 import json
 import os
+import pstats
 import sys
 import tempfile
 import time
 
+import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 from convforge import api
 from convforge.bench.train import REFERENCE, SPLIT
-from convforge.engine import loop
+from convforge.engine import loop, warmup
 from convforge.engine.fast import graph
 
 PHASES = [(loop.Trainer, "train_epoch", "EPOCH"), (graph.GraphStep, "_warmup", "WARMUP"),
@@ -132,14 +138,31 @@ def later_epochs(events: list[dict], kernels: list[tuple], epochs: list[tuple]) 
 
 
 def main(name: str, source: str, runs: int) -> None:
-    for seed in range(runs):
-        run(name, source, seed)
+    first = bool(os.environ.get("FIRST"))
+    if os.environ.get("NO_EPOCH_OPS"):  # A/B of the warm-up's epoch kernels (engine/warmup.py _start_epoch_ops)
+        warmup._start_epoch_ops = lambda *args: None
+    if first:  # the process's first run profiled, as train_speed's first convforge run (after its plain loop)
+        torch.zeros(1, device="cuda").sum().item()
+    else:
+        for seed in range(runs):
+            run(name, source, seed)
     if os.environ.get("NOPROF"):
+        if first:
+            run(name, source, 0)
         return
     for cls, method, label in PHASES:
         labelled(cls, method, label)
+    if first:  # where the first eager step's host time goes (Python level)
+        warm = graph.GraphStep._warmup
+
+        def profiled(self):
+            with cProfile.Profile() as python:
+                warm(self)
+            pstats.Stats(python).sort_stats("cumulative").print_stats(45)
+
+        graph.GraphStep._warmup = profiled
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        run(name, source, 99)
+        run(name, source, 0 if first else 99)
     path = f"{tempfile.gettempdir()}/trace_{name}.json"
     prof.export_chrome_trace(path)
     with open(path) as f:

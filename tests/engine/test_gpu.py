@@ -35,6 +35,16 @@ def test_predict_on_cuda_equals_cpu(cuda_run):
     assert convforge.evaluate(cuda_run.run.path)["accuracy"] == pytest.approx(cuda_run.test_accuracy, abs=0.02)
 
 
+def test_warmup_loads_an_epochs_pytorch_kernels_without_error():
+    """engine/warmup.py _start_epoch_ops (run quietly in the thread: here directly, so an error shows)."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from convforge.engine import warmup
+
+    for dtype in (torch.bfloat16, torch.float32):
+        warmup._start_epoch_ops(torch.device("cuda"), dtype, 128, 3)
+
+
 def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():
     """engine/warmup.py: the background thread finishes without error; afterwards the pool launches on real maps
     and a captured Adam update of an MLP-sized weight reuse the kernels it compiled (sizes unspecialized)."""

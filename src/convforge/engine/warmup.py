@@ -44,7 +44,8 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         model = (str(cfg.model), _input_channels(cfg))
         pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
         matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
-        args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices)
+        args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices, cfg.batch_size,
+                model[1])  # fmt: skip
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -141,18 +142,21 @@ def _pool_channels(node) -> list[int]:
 
 
 def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
-          dynamo: bool, matrices: list[tuple[int, int]] = ()) -> None:  # fmt: skip
+          dynamo: bool, matrices: list[tuple[int, int]] = (), batch: int = 64,
+          channels: int = 3) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
     launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
     other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
     the fused conv + activation's for each (conv, activation), and the small convs' and dense layers' of `pairs`;
-    then Muon's batched products for the hidden `matrices` (engine/muon.py)."""
+    then an epoch's PyTorch kernels around its steps (`batch` rows of `channels`-channel images), then Muon's batched
+    products for the hidden `matrices` (engine/muon.py)."""
     compiling = None
     if _kernels.available():  # every run on CUDA launches some: the loss, the captured chunks' gather
         args = (_compile, device, dtype, pools, adam, pairs)
         compiling = threading.Thread(target=_quietly, args=args, daemon=True)
         compiling.start()
     _quietly(_start_cudnn, device, dtype)
+    _quietly(_start_epoch_ops, device, dtype, batch, channels)
     if matrices:
         _quietly(muon.warm_up, device, list(matrices))
     if compiling is not None:
@@ -173,6 +177,32 @@ def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
         x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
         w = torch.zeros(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
         F.conv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1).sum().backward()
+        torch.cuda.synchronize(device)
+
+
+def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, channels: int) -> None:
+    """The PyTorch kernels an epoch launches around its steps, each loaded at its first launch (CUDA's lazy loading):
+    the epoch order (randperm), the eager tail step's batch (a uint8 gather, normalize, channels_last copy) and a
+    captured chunk's metric sums (engine/fast/graph.py GraphStep._sum: stack, sum, cat, argmax or a sign test,
+    compare, adds) on logits of either type. The process's first digits-cnn run had spent ~25 ms of its first step on
+    the sums and ~35 ms more of its first epoch on the others (H200, graph_overhead_first_digits_*.log). Sizes as
+    a run's (two batches of `batch` rows, 10 classes, 60,000 images): kernels are picked by size."""
+    with torch.cuda.device(device):
+        torch.randperm(60_000, device=device, generator=torch.Generator(device).manual_seed(0))
+        images = torch.zeros(2 * batch, channels, 8, 8, dtype=torch.uint8, device=device)
+        offset = torch.zeros(1, channels, 1, 1, device=device)
+        raw = images.contiguous(memory_format=torch.channels_last)[torch.arange(batch, device=device)]
+        ((raw.float() - offset) * offset).contiguous(memory_format=torch.channels_last)
+        labels = torch.zeros(batch, dtype=torch.long, device=device)
+        loss, loss_sum = torch.zeros((), device=device), torch.zeros((), device=device)
+        hits = torch.zeros((), dtype=torch.long, device=device)
+        loss_sum.add_(loss, alpha=batch)
+        loss_sum.add_(torch.stack([loss, loss]).sum(), alpha=batch)
+        for logits_type in dict.fromkeys((dtype, torch.float32)):
+            logits = torch.zeros(batch, 10, device=device, dtype=logits_type)
+            for rows, wanted in ((logits, labels), (torch.cat([logits, logits]), torch.cat([labels, labels]))):
+                hits.add_((rows.argmax(1) == wanted).sum())
+                hits.add_(((rows[:, 0] > 0).long() == wanted).sum())
         torch.cuda.synchronize(device)
 
 
