@@ -2,10 +2,12 @@
 under torch.profiler: GPU idle gaps by size, the host ops overlapping them, the engine's phases (warm-up steps,
 captures, the epoch's eager tail step) and the kernels of the later epochs by name. NOPROF=1 skips the profiled run;
 FIRST=1 profiles the process's first run instead (CUDA initialized before it, as after train_speed's plain loop), and
-prints where its first eager step's host time goes (cProfile); NO_EPOCH_OPS=1 leaves the epoch's PyTorch kernels out
+prints where its first eager steps' host time goes (cProfile) and the Triton kernels the main thread compiles (at
+first use); NO_EPOCH_OPS=1 leaves the epoch's PyTorch kernels out
 of the warm-up (engine/warmup.py _start_epoch_ops).
 
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/graph_overhead.py mnist-digits-cnn mnist 3
+  (NAME: a reference recipe of bench/train.py, or a recipe such as mnist-fast)
   (graph_overhead_profile_*.log: an earlier version of this script, which did not print K yet)
 """
 
@@ -19,10 +21,12 @@ import os
 import pstats
 import sys
 import tempfile
+import threading
 import time
 
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
+from triton.runtime.jit import JITFunction
 
 from convforge import api
 from convforge.bench.train import REFERENCE, SPLIT
@@ -35,9 +39,12 @@ PHASES = [(loop.Trainer, "train_epoch", "EPOCH"), (graph.GraphStep, "_warmup", "
 
 
 def run(name: str, source: str, seed: int) -> None:
-    ref = REFERENCE[name]
-    options = {k: v for k, v in ref.items() if k != "source"}
-    options.update(split=SPLIT[ref["source"]], schedule="constant", rescale="unit")
+    if name in REFERENCE:
+        ref = REFERENCE[name]
+        options = {k: v for k, v in ref.items() if k != "source"}
+        options.update(split=SPLIT[ref["source"]], schedule="constant", rescale="unit")
+    else:  # a recipe (e.g. mnist-fast) as `convforge train --recipe NAME` runs it
+        options = {"recipe": name}
     trainers = []
     init = loop.Trainer.__init__
 
@@ -161,6 +168,26 @@ def main(name: str, source: str, runs: int) -> None:
             pstats.Stats(python).sort_stats("cumulative").print_stats(45)
 
         graph.GraphStep._warmup = profiled
+        eager, calls = loop.Trainer.step, []
+
+        def first_eager(self, *args, **kwargs):  # the epoch's tail step (the warm-up step runs Trainer.update)
+            if calls:
+                return eager(self, *args, **kwargs)
+            calls.append(1)
+            with cProfile.Profile() as python:
+                out = eager(self, *args, **kwargs)
+            pstats.Stats(python).sort_stats("cumulative").print_stats(30)
+            return out
+
+        loop.Trainer.step = first_eager
+        compile_ = JITFunction._do_compile
+
+        def named(self, key, signature, device, constexprs, options, attrs, warmup):  # compiles at first use
+            if threading.current_thread() is threading.main_thread():
+                print(f"compiled at first use: {self.fn.__name__} {signature} {constexprs}", flush=True)
+            return compile_(self, key, signature, device, constexprs, options, attrs, warmup)
+
+        JITFunction._do_compile = named
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         run(name, source, 0 if first else 99)
     path = f"{tempfile.gettempdir()}/trace_{name}.json"

@@ -188,12 +188,12 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert warmup._hidden_matrices("digits-cnn", 1) == [(8, 9), (16, 72), (32, 144)]
     assert warmup._hidden_matrices("cifar10-fast", 3)[-3:] == [(256, 2304)] * 3
     assert warmup._hidden_matrices("no-such-model") == []
-    fused = warmup._fusions("cifar10-fast", 3, 1024)  # the kernels its SpecNet will launch
+    fused = warmup._fusions("cifar10-fast", 3, batch=1024)  # the kernels its SpecNet will launch
     assert fused.norm_act == {(64, 1), (256, 1)}
     assert [(c.in_channels, c.out_channels, code) for c, code in fused.conv_act] == [(3, 24, 1)]
     assert fused.small_conv == ()  # its 24/64-channel convs at batch 1024 are cuDNN's work (MAX_MACS)
     assert [(d.in_features, d.out_features) for d, _, _ in fused.small_dense] == [(256, 10)]  # a last partial batch
-    fused = warmup._fusions("digits-cnn", 1, 128)
+    fused = warmup._fusions("digits-cnn", 1, batch=128)
     assert fused.norm_act == {(8, 0), (16, 0), (32, 0)} and fused.conv_act == ()
     assert [(c.in_channels, c.out_channels, relu, first) for c, relu, first in fused.small_conv] == [
         (1, 8, False, True),  # the fp32 images' layer
@@ -201,13 +201,19 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
         (16, 32, False, False),
     ]
     assert [(d.out_features, relu, first) for d, relu, first in fused.small_dense] == [(10, False, False)]
-    fused = warmup._fusions("simple-cnn", 3, 32)
+    fused = warmup._fusions("simple-cnn", 3, batch=32)
     assert [(c.in_channels, relu, first) for c, relu, first in fused.small_conv] == [(3, True, True), (32, True, False)]
     assert [(d.out_features, relu) for d, relu, _ in fused.small_dense] == [(128, True), (10, False)]
     assert [(a.out_features, b.out_features, first) for a, b, first in fused.dense_pairs] == [(128, 10, False)]
-    assert [first for _, _, first in warmup._fusions("mlp", 1, 32).small_dense] == [True, False]  # flatten first
-    assert [first for _, _, first in warmup._fusions("mlp", 1, 32).dense_pairs] == [True]
+    assert [first for _, _, first in warmup._fusions("mlp", 1, batch=32).small_dense] == [True, False]  # flatten first
+    assert [first for _, _, first in warmup._fusions("mlp", 1, batch=32).dense_pairs] == [True]
     assert warmup._fusions("no-such-model") == warmup.Fusions()
+    # on its 28 x 28 images, fashion-mnist-fast's 1 -> 64 stem is small at batch 512 (at 32 x 32 it is not)
+    assert [c.out_channels for c, *_ in warmup._fusions("fashion-mnist-fast", 1, (28, 28), 512).small_conv] == [64]
+    assert warmup._fusions("fashion-mnist-fast", 1, (32, 32), 512).small_conv == ()
+    cfg = TrainConfig(source="mnist", model="mnist-fast")
+    assert warmup._input_size(cfg) == (28, 28) and warmup._input_size(TrainConfig(source="cifar10")) == (32, 32)
+    assert warmup._input_size(TrainConfig(source="x", image_size=(64, 48))) == (64, 48)
 
 
 def test_training_never_imports_dynamo_and_optimizer_methods_are_restored(tmp_path) -> None:

@@ -96,3 +96,27 @@ def test_side_by_side_runs_both_calls_in_order_outside_a_capture():
     _kernels.side_by_side(None, lambda: calls.append("weight only"))
     _kernels.side_by_side(lambda: calls.append("input only"), None)
     assert calls == ["input", "weight", "weight only", "input only"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("features, bias", [(128, False), (1568, True)])  # unsplit (mnist-fast's head), split
+def test_the_warm_up_compiles_what_a_partial_batch_launches(features, bias):
+    """compile_jobs' kernels are the ones a launch picks: a 96-row batch (an epoch's tail) compiles nothing more."""
+    if not torch.cuda.is_available():
+        pytest.skip("no GPU")
+    from convforge.models import _small_dense
+
+    linear = nn.Linear(features, 10, bias=bias).cuda()
+    for job in _small_dense.compile_jobs(linear, False, torch.bfloat16, torch.bfloat16):
+        job()
+    kernels = _small_dense._source()
+
+    def compiled() -> int:
+        jits = [kernels.dense_forward, kernels.dense_finish, kernels.dense_input_grad, kernels.dense_weight_grad]
+        return sum(len(cache[0]) for jit in jits for cache in jit.device_caches.values())
+
+    before = compiled()
+    x = torch.randn(96, features, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    y = _small_dense.SmallDense.apply(x, linear.weight, linear.bias, False, torch.bfloat16)
+    y.float().sum().backward()
+    assert compiled() == before

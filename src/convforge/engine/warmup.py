@@ -41,7 +41,7 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
-        model = (str(cfg.model), _input_channels(cfg))
+        model = (str(cfg.model), _input_channels(cfg), _input_size(cfg))
         pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
         matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
         args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices, cfg.batch_size,
@@ -55,6 +55,17 @@ def _import_dynamo() -> None:
     _quietly(importlib.import_module, "torch._dynamo")
 
 
+def _input_size(cfg) -> tuple[int, int]:
+    """The images' (H, W) as far as the config tells before the data loads: --image-size, else the built-in sets'
+    (MNIST and Fashion-MNIST 28, digits 8), else 32. Which convs are small at the batch size follows it: at 32 x 32,
+    fashion-mnist-fast's stem looked too big and compiled at its first use, ~0.2 s of the first epoch."""
+    if cfg.image_size:
+        h, w = (tuple(cfg.image_size) * 2)[:2]
+        return int(h), int(w)
+    side = {"mnist": 28, "fashion-mnist": 28, "digits": 8}.get(str(cfg.source), 32)
+    return side, side
+
+
 def _input_channels(cfg) -> int:
     """The images' channels as far as the config tells before the data loads: --channels, else 1 for the built-in
     grayscale sets, else 3 (a first small conv's kernels specialize on it; a wrong guess compiles at first use)."""
@@ -62,20 +73,20 @@ def _input_channels(cfg) -> int:
 
 
 @functools.cache
-def _resolved(model: str, channels: int = 3):
-    """The zoo model's resolved spec for a channels x 32 x 32 input (the channel counts inside do not depend on the
-    size), or None for a spec file or a zoo entry that wants another input size. Cached: both helpers below read it,
-    and it only picks which kernels compile early (anything else compiles at first use)."""
+def _resolved(model: str, channels: int = 3, size: tuple[int, int] = (32, 32)):
+    """The zoo model's resolved spec for a channels x H x W input, or None for a spec file or a zoo entry that wants
+    another input size. Cached: the helpers below read it, and it only picks which kernels compile early (anything
+    else compiles at first use)."""
     try:
-        return resolve_spec(model, in_shape=(channels, 32, 32), num_classes=10)
+        return resolve_spec(model, in_shape=(channels, *size), num_classes=10)
     except Exception:
         return None
 
 
-def _pool_channels_of(model: str, channels: int = 3) -> set[int] | None:
+def _pool_channels_of(model: str, channels: int = 3, size: tuple[int, int] = (32, 32)) -> set[int] | None:
     """Channel counts of the zoo model's max pools (the Triton kernels take any: their channel blocks follow it);
     None when it cannot be told (the kernels are warmed for 64 channels anyway)."""
-    spec = _resolved(model, channels)
+    spec = _resolved(model, channels, size)
     return None if spec is None else set(_pool_channels(spec.to_dict()["layers"]))
 
 
@@ -89,13 +100,13 @@ class Fusions(NamedTuple):
     dense_pairs: tuple = ()  # (first linear, second linear, first layer) of each dense, ReLU, dense pair of them
 
 
-def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
+def _fusions(model: str, channels: int = 3, size: tuple[int, int] = (32, 32), batch: int = 64) -> Fusions:
     """The zoo model's Fusions, from the model built on the meta device (shapes without memory; anything else
-    compiles at first use): the small convs that are small at this batch size on 32 x 32 images, and the dense layers
+    compiles at first use): the small convs that are small at this batch size on `size` images, and the dense layers
     small enough for some batch. folder-fast's head (batch 256) ran its epochs' last 80 rows on the dense kernels,
     whose first-use compile made a fresh command's first epoch 3.9 s instead of 2.3 (H200,
     folder_cli_int32_fresh.log)."""
-    spec = _resolved(model, channels)
+    spec = _resolved(model, channels, size)
     if spec is None:
         return Fusions()
     with torch.device("meta"):
@@ -120,10 +131,10 @@ def _fusions(model: str, channels: int = 3, batch: int = 64) -> Fusions:
     return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense), tuple(pairs))
 
 
-def _hidden_matrices(model: str, channels: int = 3) -> list[tuple[int, int]]:
+def _hidden_matrices(model: str, channels: int = 3, size: tuple[int, int] = (32, 32)) -> list[tuple[int, int]]:
     """The (rows, cols) of the matrices the muon solver orthogonalizes in the zoo model (muon.hidden_matrices), built
     on the meta device; [] when it cannot be told."""
-    spec = _resolved(model, channels)
+    spec = _resolved(model, channels, size)
     if spec is None:
         return []
     with torch.device("meta"):
@@ -184,9 +195,10 @@ def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, chann
     """The PyTorch kernels an epoch launches around its steps, each loaded at its first launch (CUDA's lazy loading):
     the epoch order (randperm), the eager tail step's batch (a uint8 gather, normalize, channels_last copy) and a
     captured chunk's metric sums (engine/fast/graph.py GraphStep._sum: stack, sum, cat, argmax or a sign test,
-    compare, adds) on logits of either type. The process's first digits-cnn run had spent ~25 ms of its first step on
-    the sums and ~35 ms more of its first epoch on the others (H200, graph_overhead_first_digits_*.log). Sizes as
-    a run's (two batches of `batch` rows, 10 classes, 60,000 images): kernels are picked by size."""
+    compare, adds) and PyTorch's loss (forward and backward, with and without label smoothing) on logits of either
+    type. The process's first digits-cnn run had spent ~25 ms of its first step on the sums and ~35 ms more of its
+    first epoch on the others, mnist-fast's first step 100 ms on its loss (H200, graph_overhead_first_*.log). Sizes
+    as a run's (two batches of `batch` rows, 10 classes, 60,000 images): kernels are picked by size."""
     with torch.cuda.device(device):
         torch.randperm(60_000, device=device, generator=torch.Generator(device).manual_seed(0))
         images = torch.zeros(2 * batch, channels, 8, 8, dtype=torch.uint8, device=device)
@@ -203,6 +215,9 @@ def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, chann
             for rows, wanted in ((logits, labels), (torch.cat([logits, logits]), torch.cat([labels, labels]))):
                 hits.add_((rows.argmax(1) == wanted).sum())
                 hits.add_(((rows[:, 0] > 0).long() == wanted).sum())
+            for smoothing in (0.0, 0.1):  # PyTorch's loss (batches over the fused loss's rows: mnist-fast's 512)
+                scores = logits.detach().requires_grad_()
+                F.cross_entropy(scores.float(), labels, label_smoothing=smoothing).backward()
         torch.cuda.synchronize(device)
 
 

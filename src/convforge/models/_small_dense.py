@@ -141,7 +141,8 @@ def compile_jobs(linear: nn.Linear, relu: bool, in_dtype: torch.dtype, dtype: to
     `in_dtype` inputs under `dtype` autocast, as calls that run none of them (engine/warmup.py)."""
     k, out, bias, f32 = _source(), linear.out_features, linear.bias is not None, torch.float32
     sizes, options, split = [2**20] * 8, _options(out), _splits(linear.in_features)[0] > 1
-    jobs = [_kernels.ahead(k.dense_forward, in_dtype, f32, f32, dtype, f32, *sizes, 2**20, grid=(1, 1, 1),
+    partial = f32 if split else dtype  # unsplit, a launch passes its output as the (unused) partial sums
+    jobs = [_kernels.ahead(k.dense_forward, in_dtype, f32, f32, dtype, partial, *sizes, 2**20, grid=(1, 1, 1),
                            OUT=out, HAS_BIAS=bias, ACT=int(relu), SPLIT=split, **options["forward"])]  # fmt: skip
     if split:
         jobs.append(_kernels.ahead(k.dense_finish, f32, f32, dtype, 2**20, 2**20, grid=(1, 1), OUT=out,
