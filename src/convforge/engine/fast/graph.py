@@ -9,8 +9,9 @@ K steps with the same ops in the same order as the eager loop, and adds their lo
 sums. Afterwards the host advances the scheduler's python state by K (`advance`), so checkpoints, resume and metrics
 are those of the eager loop.
 
-Steps that do not fill a chunk (the first epoch's warm-up remainder, `full % K`) replay a one-step graph; the last
-partial batch runs the eager reference on exactly its rows: no padding, batchnorm never sees a padded row.
+Steps that do not fill a chunk (the first epoch's warm-up remainder, `full % K`, and the steps queued while the
+K-step graph is captured: _ahead) replay a one-step graph; the last partial batch runs the eager reference on exactly
+its rows: no padding, batchnorm never sees a padded row.
 Augmentation randoms come from the trainer's CUDA generator, registered with each graph (philox offsets advance
 on replay exactly as in eager code, so graph and eager draw the same numbers); augmentation runs step by step.
 """
