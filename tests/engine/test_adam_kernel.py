@@ -57,6 +57,18 @@ def test_triton_adam_updates_of_many_tensors_equal_torch_adam_per_tensor(triton_
         torch.testing.assert_close(v, opt.state[ref]["exp_avg_sq"], rtol=1e-5, atol=1e-9)
 
 
+def test_host_step_counts_that_differ_update_each_tensor_with_its_own(triton_interpreter) -> None:
+    torch.manual_seed(2)
+    tensors = [[torch.randn(100) for _ in range(2)] + [torch.rand(100), torch.rand(100)] for _ in range(3)]
+    alone = [[t.clone() for t in group] for group in tensors]
+    kernels.adam_updates([(*group, step) for group, step in zip(tensors, (1.0, 5.0, 1.0))], 1e-2, (0.9, 0.99), 1e-8,
+                         0.0, False)  # fmt: skip
+    for group, step in zip(alone, (1.0, 5.0, 1.0)):
+        kernels.adam_update(*group, step, 1e-2, (0.9, 0.99), 1e-8, 0.0, False)
+    for got, want in zip(tensors, alone):
+        assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
 def test_a_small_group_goes_to_triton_whole_and_a_large_group_its_big_tensors(monkeypatch) -> None:
     monkeypatch.setattr(kernels, "available", lambda: True)
     monkeypatch.setattr(kernels, "_plain", lambda p: True)

@@ -55,13 +55,19 @@ def adam_updates(tensors: list[tuple], lr: torch.Tensor | float, betas: tuple[fl
         _launch(tensors[first : first + SLOTS], lr, betas, eps, weight_decay, decoupled)
 
 
-def _launch(tensors: list[tuple], lr, betas, eps, weight_decay, decoupled) -> None:
+def _launch(tensors: list[tuple], lr: torch.Tensor | float, betas: tuple[float, float], eps: float,
+            weight_decay: float, decoupled: bool) -> None:  # fmt: skip
+    """One launch for up to SLOTS tensors; host step counts that differ between them take a launch each."""
     b1, b2 = betas
     param0, step0 = tensors[0][0], tensors[0][4]
     lr_t, step_t = isinstance(lr, torch.Tensor), isinstance(step0, torch.Tensor)
     if step_t and not step0.is_cuda and param0.is_cuda:  # host step counters (not capturable): pass their value
-        tensors = [(*t[:4], t[4].item()) for t in tensors]
+        tensors = [(*t[:4], float(t[4])) for t in tensors]
         step_t = False
+    if not step_t and len({float(t[4]) for t in tensors}) > 1:  # one step value a launch
+        for t in tensors:
+            _launch([t], lr, betas, eps, weight_decay, decoupled)
+        return
     step = 0.0 if step_t else float(tensors[0][4])
     slots, end = [], 0
     for p, g, m, v, s in tensors:
@@ -96,9 +102,8 @@ def _compile_both_lr_kinds(kernel, args: tuple, options: dict) -> None:
     if key in _COMPILED:
         return
     lr_tensor = torch.zeros((), dtype=torch.float32, device=args[0].device)
-    for lr_t in (False, True):
-        call = (lr_tensor if lr_t else args[9], *args[1:])
-        compile_ahead(kernel, *call, LR_TENSOR=lr_t, grid=(1,), **options)
+    for lr_t in (False, True):  # lr_ptr is unspecialized: any fp32 tensor stands for it, read or not
+        compile_ahead(kernel, lr_tensor, *args[1:], LR_TENSOR=lr_t, grid=(1,), **options)
     _COMPILED.add(key)
 
 

@@ -41,11 +41,12 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
-        model = (str(cfg.model), _input_channels(cfg), _input_size(cfg))
+        channels = _input_channels(cfg)
+        model = (str(cfg.model), channels, _input_size(cfg))
         pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
         matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
         args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices, cfg.batch_size,
-                model[1])  # fmt: skip
+                channels)  # fmt: skip
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread

@@ -209,8 +209,8 @@ class GraphStep:
 
     def _ahead(self, pos: int, steps: int) -> int:
         """Queue replays of the one-step graph for the next steps, about as many as the GPU runs while the host
-        captures the `steps`-step graph (host time: `steps` x the last capture's per step); returns how many. None
-        when there is no one-step graph or timing yet: the capture then syncs first and the GPU idles through it.
+        captures the `steps`-step graph (host time: `steps` x the last capture's per step); returns how many. 0 (none
+        queued) for a one-step capture or before the one-step graph is timed: the capture then syncs first.
         Why: digits-cnn's 6-step capture took ~20 ms of host time in its 100 ms first epoch (H200,
         graph_overhead_*.log), with nothing queued on the GPU."""
         if steps == 1 or 1 not in self.graphs or not (self.capture_s and self.step_s):
