@@ -35,14 +35,17 @@ def test_predict_on_cuda_equals_cpu(cuda_run):
     assert convforge.evaluate(cuda_run.run.path)["accuracy"] == pytest.approx(cuda_run.test_accuracy, abs=0.02)
 
 
-def test_warmup_loads_an_epochs_pytorch_kernels_without_error():
-    """engine/warmup.py _start_epoch_ops (run quietly in the thread: here directly, so an error shows)."""
+def test_warmup_loads_an_epochs_pytorch_kernels_and_cudnn_convs_without_error():
+    """engine/warmup.py _start_epoch_ops and _start_convs (run quietly in the thread: here directly, so an error
+    shows)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
     from convforge.engine import warmup
 
+    convs = warmup._fusions("cifar10-fast", 3, batch=64).cudnn_convs
     for dtype in (torch.bfloat16, torch.float32):
         warmup._start_epoch_ops(torch.device("cuda"), dtype, 128, 3)
+        warmup._start_convs(torch.device("cuda"), dtype, convs, 64)
 
 
 def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from ..inference import resolve_precision
 from ..models import _conv_act, _kernels, _norm_act, _small_conv, _small_dense, build_model, resolve_spec
@@ -99,6 +100,7 @@ class Fusions(NamedTuple):
     small_conv: tuple = ()  # (conv, ReLU fused, first layer) of each small conv (models/_small_conv.py)
     small_dense: tuple = ()  # (linear, ReLU fused, first layer) of each small dense layer (models/_small_dense.py)
     dense_pairs: tuple = ()  # (first linear, second linear, first layer) of each dense, ReLU, dense pair of them
+    cudnn_convs: tuple = ()  # (conv, input (C, H, W), first layer) of each top-level conv left to cuDNN
 
 
 def _fusions(model: str, channels: int = 3, size: tuple[int, int] = (32, 32), batch: int = 64) -> Fusions:
@@ -129,7 +131,13 @@ def _fusions(model: str, channels: int = 3, size: tuple[int, int] = (32, 32), ba
     ]
     small = {linear for linear, *_ in dense}
     pairs = [(layers[j - 2], layers[j], i == 0) for i, j in sorted(net.dense_pairs.items()) if layers[j - 2] in small]
-    return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense), tuple(pairs))
+    inputs, mine = [spec.to_dict()["in_shape"], *shapes], {conv for conv, *_ in convs}
+    cudnn = [
+        (conv, tuple(inputs[i]), i == 0)
+        for i, conv in enumerate(layers)
+        if type(conv) is nn.Conv2d and conv not in mine
+    ]
+    return Fusions(frozenset(norms), tuple(stems), tuple(convs), tuple(dense), tuple(pairs), tuple(cudnn))
 
 
 def _hidden_matrices(model: str, channels: int = 3, size: tuple[int, int] = (32, 32)) -> list[tuple[int, int]]:
@@ -168,6 +176,7 @@ def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: boo
         compiling = threading.Thread(target=_quietly, args=args, daemon=True)
         compiling.start()
     _quietly(_start_cudnn, device, dtype)
+    _quietly(_start_convs, device, dtype, pairs.cudnn_convs, batch)
     _quietly(_start_epoch_ops, device, dtype, batch, channels)
     if matrices:
         _quietly(muon.warm_up, device, list(matrices))
@@ -189,6 +198,27 @@ def _start_cudnn(device: torch.device, dtype: torch.dtype) -> None:
         x = torch.zeros(2, 8, 8, 8, device=device, dtype=dtype, requires_grad=True)
         w = torch.zeros(8, 8, 3, 3, device=device, dtype=dtype, requires_grad=True)
         F.conv2d(x.contiguous(memory_format=torch.channels_last), w, padding=1).sum().backward()
+        torch.cuda.synchronize(device)
+
+
+def _start_convs(device: torch.device, dtype: torch.dtype, convs: tuple, batch: int) -> None:
+    """cuDNN's plans and kernels for each conv the run leaves to cuDNN (`convs`: Fusions.cudnn_convs), forward and
+    gradients at the run's batch and map size, channels_last under the run's autocast: cuDNN picks and loads them at
+    their first use otherwise, inside the first training step (cifar10-fast's took ~0.3 s in a fresh process, H200,
+    first_cifar10-fast_*.log). One shape at a time, freed after it."""
+    seen = set()
+    cl = torch.channels_last
+    with torch.cuda.device(device), torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+        for conv, (c, h, w), first in convs:
+            settings = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation, groups=conv.groups,
+                            bias=conv.bias is not None, padding_mode=conv.padding_mode)  # fmt: skip
+            key = (conv.in_channels, conv.out_channels, conv.kernel_size, str(settings), c, h, w, first)
+            if key in seen:
+                continue
+            seen.add(key)
+            real = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, device=device, **settings)
+            x = torch.zeros(batch, c, h, w, device=device, dtype=torch.float32 if first else dtype)
+            real.to(memory_format=cl)(x.contiguous(memory_format=cl).requires_grad_(not first)).sum().backward()
         torch.cuda.synchronize(device)
 
 
