@@ -1,10 +1,10 @@
 """Where a same-recipe run spends time beyond its replayed steps: per-epoch times and K of a few runs, then one run
 under torch.profiler: GPU idle gaps by size, the host ops overlapping them, the engine's phases (warm-up steps,
-captures, the epoch's eager tail step) and the kernels of the later epochs by name. NOPROF=1 skips the profiled run;
-FIRST=1 profiles the process's first run instead (CUDA initialized before it, as after train_speed's plain loop), and
+captures, the epoch's eager tail step) and the kernels of the later epochs by name. NOPROF=1 skips the profiled run.
+FIRST=1 profiles the process's first run instead (CUDA initialized before it, as after train_speed's plain loop) and
 prints where its first eager steps' host time goes (cProfile) and the Triton kernels the main thread compiles (at
-first use); NO_EPOCH_OPS=1 leaves the epoch's PyTorch kernels out
-of the warm-up (engine/warmup.py _start_epoch_ops), NO_CONV_WARMUP=1 its cuDNN convs (_start_convs).
+first use). A/B switches of the warm-up (engine/warmup.py): NO_EPOCH_OPS=1 leaves out the epoch's PyTorch kernels
+(_start_epoch_ops), NO_CONV_WARMUP=1 its cuDNN convs (_start_convs), NO_MUON_WARMUP=1 its Muon step (muon.warm_up).
 
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/graph_overhead.py mnist-digits-cnn mnist 3
   (NAME: a reference recipe of bench/train.py, or a recipe such as mnist-fast)
@@ -150,6 +150,8 @@ def main(name: str, source: str, runs: int) -> None:
         warmup._start_epoch_ops = lambda *args: None
     if os.environ.get("NO_CONV_WARMUP"):  # A/B of the warm-up's cuDNN convs (engine/warmup.py _start_convs)
         warmup._start_convs = lambda *args: None
+    if os.environ.get("NO_MUON_WARMUP"):  # A/B of the warm-up's Muon step (engine/muon.py warm_up)
+        warmup.muon.warm_up = lambda *args: None
     if first:  # the process's first run profiled, as train_speed's first convforge run (after its plain loop)
         torch.zeros(1, device="cuda").sum().item()
     else:

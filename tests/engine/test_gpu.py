@@ -36,8 +36,8 @@ def test_predict_on_cuda_equals_cpu(cuda_run):
 
 
 def test_warmup_loads_an_epochs_pytorch_kernels_and_cudnn_convs_without_error():
-    """engine/warmup.py _start_epoch_ops and _start_convs (run quietly in the thread: here directly, so an error
-    shows)."""
+    """engine/warmup.py _start_epoch_ops and _start_convs, engine/muon.py warm_up (run quietly in the thread: here
+    directly, so an error shows)."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
     from convforge.engine import warmup
@@ -46,6 +46,7 @@ def test_warmup_loads_an_epochs_pytorch_kernels_and_cudnn_convs_without_error():
     for dtype in (torch.bfloat16, torch.float32):
         warmup._start_epoch_ops(torch.device("cuda"), dtype, 128, 3)
         warmup._start_convs(torch.device("cuda"), dtype, convs, 64)
+    warmup.muon.warm_up(torch.device("cuda"), warmup._hidden_matrices("cifar10-fast"))
 
 
 def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():

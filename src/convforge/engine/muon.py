@@ -159,14 +159,20 @@ def hidden_matrices(params) -> list:
 
 
 def warm_up(device: torch.device, shapes: list[tuple[int, int]]) -> None:
-    """One Newton-Schulz step on zero stacks of the buckets these (rows, cols) shapes make: loads the batched bf16
-    products' cuBLAS kernels before training needs them (engine/warmup.py; lazily loaded, they made a fresh
-    process's first cifar10-fast epoch ~0.3 s longer)."""
-    for members in _buckets(shapes):
-        picked = [shapes[i] for i in members]
-        short, long = max(min(s) for s in picked), max(max(s) for s in picked)
-        orthogonalize(torch.zeros(len(picked), short, long, device=device), steps=1)
-    torch.cuda.synchronize(device)
+    """One Muon step, with its Nesterov SGD part, on random parameters of these (rows, cols) shapes: loads the
+    batched bf16 products' cuBLAS kernels and the step's foreach kernels before training needs them
+    (engine/warmup.py). Lazily loaded, the products had made a fresh process's first cifar10-fast epoch ~0.3 s longer,
+    the foreach ops ~47 ms of its first step (H200, first_cifar10-fast_*.log)."""
+    if not shapes:
+        return
+    matrices = [torch.randn(rows, cols, device=device) for rows, cols in shapes]
+    bias = torch.zeros(max(rows for rows, _ in shapes), device=device)
+    for p in [*matrices, bias]:
+        p.grad = torch.randn_like(p)
+    groups = [dict(params=matrices, orthogonalize=True, normalize=True), dict(params=[bias])]
+    Muon(groups, lr=0.01, weight_decay=1e-4, ns_steps=1, fused=device.type == "cuda").step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _buckets(shapes: list[tuple[int, int]]) -> list[list[int]]:
