@@ -110,6 +110,11 @@ def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     return counts.sum() / (num_classes * counts)
 
 
+def predictions(logits: torch.Tensor, binary: bool) -> torch.Tensor:
+    """Predicted classes: the logit's sign for a binary (single-logit) model, else the argmax."""
+    return (logits[:, 0] > 0).long() if binary else logits.argmax(1)
+
+
 class Trainer:
     """One training run: owns the model, solver, schedule, data on device and the Run folder."""
 
@@ -186,7 +191,7 @@ class Trainer:
         return F.cross_entropy(logits.float(), labels, weight=self.loss_weight, label_smoothing=ls)
 
     def predictions(self, logits: torch.Tensor) -> torch.Tensor:
-        return (logits[:, 0] > 0).long() if self.binary else logits.argmax(1)
+        return predictions(logits, self.binary)
 
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.stream is not None:  # host-resident set: the prefetched batch (engine/stream.py)

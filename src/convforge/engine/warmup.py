@@ -230,6 +230,9 @@ def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, chann
     type. The process's first digits-cnn run had spent ~25 ms of its first step on the sums and ~35 ms more of its
     first epoch on the others, mnist-fast's first step 100 ms on its loss (H200, graph_overhead_first_*.log). Sizes
     as a run's (two batches of `batch` rows, 10 classes, 60,000 images): kernels are picked by size."""
+    from .fast.graph import add_metrics
+    from .loop import predictions  # loop imports this module
+
     with torch.cuda.device(device):
         torch.randperm(60_000, device=device, generator=torch.Generator(device).manual_seed(0))
         images = torch.zeros(2 * batch, channels, 8, 8, dtype=torch.uint8, device=device)
@@ -239,13 +242,13 @@ def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, chann
         labels = torch.zeros(batch, dtype=torch.long, device=device)
         loss, loss_sum = torch.zeros((), device=device), torch.zeros((), device=device)
         hits = torch.zeros((), dtype=torch.long, device=device)
-        loss_sum.add_(loss, alpha=batch)
-        loss_sum.add_(torch.stack([loss, loss]).sum(), alpha=batch)
         for logits_type in dict.fromkeys((dtype, torch.float32)):
             logits = torch.zeros(batch, 10, device=device, dtype=logits_type)
-            for rows, wanted in ((logits, labels), (torch.cat([logits, logits]), torch.cat([labels, labels]))):
-                hits.add_((rows.argmax(1) == wanted).sum())
-                hits.add_(((rows[:, 0] > 0).long() == wanted).sum())
+            for steps in (1, 2):  # a one-step chunk adds its own tensors, a longer one stacks and concatenates
+                for binary in (False, True):
+                    classes = functools.partial(predictions, binary=binary)
+                    wanted = torch.cat([labels] * steps)
+                    add_metrics(loss_sum, hits, [loss] * steps, [logits] * steps, wanted, batch, classes)
             for smoothing in (0.0, 0.1):  # PyTorch's loss (batches over the fused loss's rows: mnist-fast's 512)
                 scores = logits.detach().requires_grad_()
                 F.cross_entropy(scores.float(), labels, label_smoothing=smoothing).backward()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -93,6 +94,24 @@ def epoch_lrs(scheduler: torch.optim.lr_scheduler.LambdaLR, steps: int) -> list[
     return [[base * lam(s0 + i) for lam, base in pairs] for i in range(steps)]
 
 
+def add_metrics(
+    loss_sum: torch.Tensor,
+    hits: torch.Tensor,
+    losses: list[torch.Tensor],
+    logits: list[torch.Tensor],
+    labels: torch.Tensor,
+    batch_size: int,
+    predictions: Callable[[torch.Tensor], torch.Tensor],
+) -> None:
+    """Add a chunk's losses (x batch size, as the eager loop) and hits into the epoch sums, counted for all its steps
+    at once: ~8 kernels a chunk instead of 5 a step (Trainer.step's argmax, compare and sum, the two additions). No
+    .item(): the sums are read once per epoch. (engine/warmup.py launches it once ahead, to load its kernels.)"""
+    losses_t = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
+    loss_sum.add_(losses_t, alpha=batch_size)
+    logits_t = logits[0] if len(logits) == 1 else torch.cat(logits)
+    hits.add_((predictions(logits_t) == labels).sum())
+
+
 class GraphStep:
     """Runs an epoch's full batches as replays of captured K-step graphs; `train_epoch` mirrors the eager loop."""
 
@@ -160,12 +179,7 @@ class GraphStep:
         self._sum(losses, logits, labels)
 
     def _sum(self, losses: list[torch.Tensor], logits: list[torch.Tensor], labels: torch.Tensor) -> None:
-        """Add the chunk's losses (x batch size, as the eager loop) and hits, counted for all its steps at once:
-        ~8 kernels a chunk instead of 5 a step (Trainer.step's argmax, compare and sum, the two additions)."""
-        losses_t = losses[0] if len(losses) == 1 else torch.stack(losses).sum()
-        self.loss_sum.add_(losses_t, alpha=self.batch_size)  # no .item(): read once per epoch
-        logits_t = logits[0] if len(logits) == 1 else torch.cat(logits)
-        self.hits.add_((self.tr.predictions(logits_t) == labels).sum())
+        add_metrics(self.loss_sum, self.hits, losses, logits, labels, self.batch_size, self.tr.predictions)
 
     def _warmup(self) -> None:
         side = _side_stream(self.tr.device)
