@@ -10,7 +10,9 @@ training seconds, epoch 1 and later epochs. Switches:
 - `adam`: a small Adam group's update in one Triton launch (engine/kernels.py WHOLE_GROUP) against its big tensors;
 - `ahead`: one-step replays queued while the host captures the K-step graph (engine/fast/graph.py _ahead) against
   a synced capture with the GPU idle;
-- `pair`: a dense, ReLU, dense head as one op (models/_small_dense.py SmallDensePair) against two.
+- `pair`: a dense, ReLU, dense head as one op (models/_small_dense.py SmallDensePair) against two;
+- `pdl`: the Triton kernels launched with programmatic dependent launch (models/_dependent_triton.py) against plain
+  launches.
 Measured and dropped: a `walk` switch, small dense layers reading their input maps in memory order (commit 6e36ad5,
 same_recipe_ab_walk_*.txt); a `pool` switch, a max pool fused into the batchnorm + activation op
 (same_recipe_ab_pool_*.txt).
@@ -62,9 +64,13 @@ def _adam(on: bool) -> None:
     engine_kernels.WHOLE_GROUP = engine_kernels.SLOTS if on else 0
 
 
+def _pdl(on: bool) -> None:
+    _kernels.DEPENDENT_LAUNCH = on
+
+
 USABLE, AHEAD = gather.usable, graph.GraphStep._ahead
 SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "side-conv": _side_conv, "adam": _adam, "ahead": _ahead,
-            "pair": _pair}  # fmt: skip
+            "pair": _pair, "pdl": _pdl}  # fmt: skip
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

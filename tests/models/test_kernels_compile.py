@@ -1,6 +1,6 @@
 """convforge's Triton kernels compile for Hopper (sm_90) on a machine without a GPU: Triton's front end and ptxas,
 which catch what the CPU interpreter lets through (a non-constexpr global read inside a kernel ran interpreted and
-failed to compile on the GPU)."""
+failed to compile on the GPU); each with the wait for its predecessor that programmatic dependent launch needs."""
 
 import os
 import types
@@ -178,6 +178,9 @@ def compile_all() -> list[str]:
         _small_dense_triton,
     )
 
+    from convforge.models import _dependent_triton
+
+    _dependent_triton.SUPPORTED = triton.language.constexpr(True)  # the PDL wait compiled in, as for a Hopper GPU
     modules = {
         "norm_act": _norm_act_triton,
         "pool": _pool_triton,
@@ -195,7 +198,9 @@ def compile_all() -> list[str]:
         fn = getattr(modules[source], name)
         try:
             src = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs)
-            assert triton.compile(src, target=GPUTarget("cuda", 90, 32)).asm["cubin"]
+            compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32))
+            assert compiled.asm["cubin"]
+            assert "griddepcontrol.wait" in compiled.asm["ptx"], "no PDL wait (models/_dependent_triton.py)"
         except Exception as err:  # noqa: BLE001  (report every kernel, not the first failure)
             while err.__cause__ is not None:
                 err = err.__cause__

@@ -6,6 +6,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ..models._dependent_triton import wait_for_previous
+
 SLOTS = 8  # the kernel's tensor slots (engine/kernels.py SLOTS)
 _UNSPECIALIZED = ["lr_ptr", *[f"{a}{i}" for i in range(SLOTS) for a in ("s", "n", "end")]]
 
@@ -40,6 +42,7 @@ def adam(lr_ptr, lr, step, beta1, beta2, log2_beta1, log2_beta2, eps, wd,
          LR_TENSOR: tl.constexpr, STEP_TENSOR: tl.constexpr, DECOUPLED: tl.constexpr,
          BLOCK: tl.constexpr):  # fmt: skip
     """Slot i's programs are those from end(i-1) to end(i); an unused slot has end(i) = end(i-1)."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     pid = tl.program_id(0)
     if LR_TENSOR:
         lr = tl.load(lr_ptr).to(tl.float32)

@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from ..models._kernels import available, cdiv, compile_ahead
+from ..models._kernels import available, cdiv, compile_ahead, launcher
 from .dynamo_free import StepWithoutDynamo
 
 BIG = 16384  # elements from which a tensor goes to the Triton kernel (a fused chunk then takes >= 8 iterations)
@@ -80,7 +80,7 @@ def _launch(tensors: list[tuple], lr: torch.Tensor | float, betas: tuple[float, 
     kernel = _adam_kernel()
     if param0.is_cuda and not torch.cuda.is_current_stream_capturing():
         _compile_both_lr_kinds(kernel, args, options)
-    kernel[(end,)](*args, LR_TENSOR=lr_t, **options)
+    launcher(kernel, (end,))(*args, LR_TENSOR=lr_t, **options)
 
 
 _COMPILED: set[tuple] = set()

@@ -112,7 +112,7 @@ def conv_act(conv: nn.Conv2d, code: int, x: torch.Tensor) -> torch.Tensor:
     o = conv.out_channels
     pixels = n * ho * wo
     shapes = dict(C=c, KH=kh, KW=kw, STRIDE=stride, PAD=pad, OUT=o, BO=_block(o))
-    _source().conv_act_forward[(_kernels.cdiv(pixels, PIXELS),)](
+    _kernels.launcher(_source().conv_act_forward, (_kernels.cdiv(pixels, PIXELS),))(
         x, taps, bias, y, pixels, ho, wo, h, w, *x.stride(), ACT=code, HAS_BIAS=conv.bias is not None,
         BP=PIXELS, num_warps=WARPS, **shapes,
     )  # fmt: skip

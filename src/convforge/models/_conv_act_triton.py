@@ -14,6 +14,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._dependent_triton import wait_for_previous
+
 _SQRT_HALF = tl.constexpr(0.7071067811865476)
 
 
@@ -21,6 +23,7 @@ _SQRT_HALF = tl.constexpr(0.7071067811865476)
 def conv_act_forward(x, weight, bias, y, pixels, ho, wo, h, w, xn, xc, xh, xw, C: tl.constexpr,
                      KH: tl.constexpr, KW: tl.constexpr, STRIDE: tl.constexpr, PAD: tl.constexpr, OUT: tl.constexpr,
                      BO: tl.constexpr, ACT: tl.constexpr, HAS_BIAS: tl.constexpr, BP: tl.constexpr):  # fmt: skip
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     p = tl.program_id(0) * BP + tl.arange(0, BP)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     inside = p < pixels
     j = p % wo

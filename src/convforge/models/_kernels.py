@@ -50,13 +50,44 @@ def _kernels():
     return _pool_triton.pool_forward, _pool_triton.pool_backward
 
 
+# Programmatic dependent launch for the kernels that wait for their predecessor (_dependent_triton.py); benchmarks
+# switch it off to measure against plain launches (same_recipe_ab.py pdl).
+DEPENDENT_LAUNCH = True
+
+
+@functools.cache
+def _pdl_supported() -> bool:
+    from . import _dependent_triton
+
+    return bool(_dependent_triton.SUPPORTED)
+
+
+@functools.cache
+def _waits(kernel) -> bool:
+    return "wait_for_previous()" in getattr(kernel, "src", "")
+
+
+def dependent(kernel) -> dict[str, bool]:
+    """Launch options for `kernel`: PDL where the GPU and Triton have it and the kernel waits for its predecessor at
+    its start (a kernel that does not wait must never start early); {} otherwise. Compiled in, so compile_ahead
+    passes the same."""
+    if DEPENDENT_LAUNCH and available() and _pdl_supported() and _waits(kernel):
+        return {"launch_pdl": True}
+    return {}
+
+
+def launcher(kernel, grid) -> Callable[..., object]:
+    """kernel[grid] with dependent(kernel)'s launch options: how convforge launches its Triton kernels."""
+    return functools.partial(kernel[grid], **dependent(kernel))
+
+
 def compile_ahead(kernel, *args, **kwargs) -> None:
     """kernel.warmup(*args, **kwargs): compile (or load from Triton's disk cache) without running; then also build
     its launcher and load its module, which Triton otherwise does at the first launch: on a fresh machine (empty
     Triton cache) each launcher is a C build, and folder-fast's first epoch took 2.8-4.6 s against 0.6-0.8 s with a
     warm cache while every kernel had been compiled in the warm-up (H200, folder_cli_trace_*.log); built here, epoch
     1 took 0.7-0.9 s against 3.0-3.5 s on the same machine (folder_cli_ahead_ab_*.md)."""
-    compiled = kernel.warmup(*args, **kwargs)
+    compiled = kernel.warmup(*args, **dependent(kernel), **kwargs)
     init = getattr(compiled, "_init_handles", None)  # Triton's lazy loader (private: where absent, the launch does it)
     if init is not None:
         init()
@@ -189,7 +220,7 @@ def _launch(kernel, tensors: tuple[torch.Tensor, ...], shape: tuple[int, ...], k
     positions = n * (cdiv(h, kh) * cdiv(w, kw) if partial_windows else ho * wo)
     bp, bc = pool_blocks(c)
     grid = (cdiv(positions, bp), cdiv(c, bc))
-    kernel[grid](*tensors, positions, ho, wo, h, w, c, KH=kh, KW=kw, BP=bp, BC=bc, num_warps=4)
+    launcher(kernel, grid)(*tensors, positions, ho, wo, h, w, c, KH=kh, KW=kw, BP=bp, BC=bc, num_warps=4)
 
 
 class WindowMax(torch.autograd.Function):

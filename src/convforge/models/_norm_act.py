@@ -150,17 +150,21 @@ class NormAct(torch.autograd.Function):
         f32 = dict(dtype=torch.float32, device=x.device)
         partials = torch.empty(2, p.programs, c, **f32)
         sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS)
-        k.stats_partial[(p.programs, p.blocks)](x, partials, rows, c, p.per_program, p.programs, **sums)
+        _kernels.launcher(k.stats_partial, (p.programs, p.blocks))(
+            x, partials, rows, c, p.per_program, p.programs, **sums
+        )
         stats = torch.empty(4, c, **f32)  # mean, 1/std, scale, shift
         mean, rstd, scale, shift = stats
-        k.stats_finish[(_kernels.cdiv(c, p.finish_bc),)](
+        _kernels.launcher(k.stats_finish, (_kernels.cdiv(c, p.finish_bc),))(
             x, partials, weight, bias, mean, rstd, scale, shift, norm.running_mean, norm.running_var,
             norm.num_batches_tracked, norm.momentum, norm.eps, rows, c, p.programs, BP=SUM_TILE // p.finish_bc,
             BC=p.finish_bc, num_warps=SUM_WARPS,
         )  # fmt: skip
         y = torch.empty_like(x, memory_format=torch.channels_last)
         grid = (_kernels.cdiv(rows, p.apply_rows), p.blocks)
-        k.apply_forward[grid](x, y, scale, shift, rows, c, ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS)
+        _kernels.launcher(k.apply_forward, grid)(
+            x, y, scale, shift, rows, c, ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS
+        )
         ctx.save_for_backward(x, stats)
         ctx.code = code
         return y
@@ -176,19 +180,19 @@ class NormAct(torch.autograd.Function):
         p = _plan(rows, c, _kernels.sms(x.device))
         partials = torch.empty(2, p.programs, c, dtype=torch.float32, device=x.device)
         g = torch.empty_like(dy) if ctx.code == 1 else dy  # GELU's g is stored, ReLU's recomputed (grad_partial)
-        k.grad_partial[(p.programs, p.blocks)](
+        _kernels.launcher(k.grad_partial, (p.programs, p.blocks))(
             x, dy, g, scale, shift, mean, rstd, partials, rows, c, p.per_program, p.programs, ACT=ctx.code,
             BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS,
         )  # fmt: skip
         sums = torch.empty(2, c, dtype=torch.float32, device=x.device)  # of g, of g * xhat: bias, weight gradients
-        k.sum_partials[(_kernels.cdiv(c, p.finish_bc),)](
+        _kernels.launcher(k.sum_partials, (_kernels.cdiv(c, p.finish_bc),))(
             partials, sums, c, p.programs, BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS
         )  # fmt: skip
         dx = None
         if ctx.needs_input_grad[0]:
             dx = torch.empty_like(x, memory_format=torch.channels_last)
             grid = (_kernels.cdiv(rows, p.apply_rows), p.blocks)
-            k.grad_apply[grid](
+            _kernels.launcher(k.grad_apply, grid)(
                 x, g, dx, scale, shift, mean, rstd, sums, rows, c, ACT=ctx.code, BM=p.apply_rows, BC=p.bc,
                 num_warps=APPLY_WARPS,
             )  # fmt: skip

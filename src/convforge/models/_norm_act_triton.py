@@ -13,6 +13,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._dependent_triton import wait_for_previous
+
 SIZES = ["rows", "rows_per_program", "programs"]
 _SQRT_HALF = tl.constexpr(0.7071067811865476)
 _INV_SQRT_2PI = tl.constexpr(0.3989422804014327)
@@ -45,6 +47,7 @@ def _tile(start, rows, c, BM: tl.constexpr, BC: tl.constexpr):
 def stats_partial(x, partial, rows, c, rows_per_program, programs, BM: tl.constexpr, BC: tl.constexpr):
     """partial[0, p], partial[1, p] = sums of (x - x[0]) and of its square over program p's rows. Two tiles per
     iteration: twice the bytes in flight (one tile's load at a time measured 1.2-1.6 TB/s on an H200)."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     ch = tl.program_id(1) * BC + tl.arange(0, BC)
     shift = tl.load(x + ch, mask=ch < c, other=0.0).to(tl.float32)[None, :]
     first = tl.program_id(0) * rows_per_program
@@ -82,6 +85,7 @@ def _add_partials(partial, ch, c, programs, BP: tl.constexpr, BC: tl.constexpr):
 @triton.jit(do_not_specialize=SIZES)
 def sum_partials(partial, sums, c, programs, BP: tl.constexpr, BC: tl.constexpr):
     """sums[0], sums[1] = the partial sums added over the summing programs."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     ch = tl.program_id(0) * BC + tl.arange(0, BC)
     s1, s2 = _add_partials(partial, ch, c, programs, BP, BC)
     tl.store(sums + ch, s1, mask=ch < c)
@@ -93,6 +97,7 @@ def stats_finish(x, partial, weight, bias, mean_out, rstd_out, scale_out, shift_
                  batches, momentum, eps, rows, c, programs, BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
     """Mean and 1/std of each channel from the partial sums; scale = weight/std and shift = bias - mean * scale (the
     affine map the apply kernel runs); the running statistics updated as nn.BatchNorm2d does (unbiased variance)."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     ch = tl.program_id(0) * BC + tl.arange(0, BC)
     cmask = ch < c
     s1, s2 = _add_partials(partial, ch, c, programs, BP, BC)
@@ -117,6 +122,7 @@ def stats_finish(x, partial, weight, bias, mean_out, rstd_out, scale_out, shift_
 
 @triton.jit(do_not_specialize=SIZES)
 def apply_forward(x, y, scale, shift, rows, c, ACT: tl.constexpr, BM: tl.constexpr, BC: tl.constexpr):
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     offs, mask, ch = _tile(tl.program_id(0) * BM, rows, c, BM, BC)
     z = tl.load(x + offs, mask=mask, other=0.0).to(tl.float32) * _channel(scale, ch, c) + _channel(shift, ch, c)
     tl.store(y + offs, _act(z, ACT).to(y.dtype.element_ty), mask=mask)
@@ -158,6 +164,7 @@ def grad_partial(x, dy, g_out, scale, shift, mean, rstd, partial, rows, c, rows_
     (as in stats_partial; 1024x32x64x64 54 -> 43 us, H200). GELU: one, its derivative (erf, exp) is the limit (two
     took 43 -> 66 us on 1024x64x15x15); its g is also stored (in x's type, the value summed), since recomputing it
     made grad_apply compute-bound as well."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     first = tl.program_id(0) * rows_per_program
     end = tl.minimum(first + rows_per_program, rows)
     sg = tl.zeros([BM, BC], tl.float32)
@@ -184,6 +191,7 @@ def grad_apply(x, g_in, dx, scale, shift, mean, rstd, sums, rows, c, ACT: tl.con
                BC: tl.constexpr):  # fmt: skip
     """dx = scale * (g - mean(g) - xhat * mean(g * xhat)): batchnorm's input gradient (batch statistics). g_in: the
     stored g for GELU, the output gradient for ReLU (whose g is recomputed: a comparison)."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     offs, mask, ch = _tile(tl.program_id(0) * BM, rows, c, BM, BC)
     if ACT == 1:
         g = tl.load(g_in + offs, mask=mask, other=0.0).to(tl.float32)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._dependent_triton import wait_for_previous
+
 # One compiled kernel per dtype and window, not per layer. The channel count stays specialized (Triton's "divisible by
 # 16" case): it makes every row of channels provably 16-byte aligned, so loads and stores are vectors, not scalars.
 SIZES = ["positions", "ho", "wo", "h", "w"]
@@ -32,6 +34,7 @@ def _window(positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr, BP: 
 @triton.jit(do_not_specialize=SIZES)
 def pool_forward(x, y, arg, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: tl.constexpr,
                  BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     mask, corner, out = _window(positions, ho, wo, h, w, c, KH, KW, BP, BC)
     best = tl.load(x + corner, mask=mask, other=0.0)
     where = tl.full([BP, BC], 0, tl.int8)
@@ -50,6 +53,7 @@ def pool_backward(g, arg, gx, positions, ho, wo, h, w, c, KH: tl.constexpr, KW: 
     """Every element of gx written once: the window's gradient at its maximum, else 0. `positions` counts windows on
     a grid of ceil(h / KH) x ceil(w / KW) per image, so the rows and columns past the last whole window (odd sizes)
     get their zeros here too, not from two more kernels."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     p = tl.program_id(0) * BP + tl.arange(0, BP)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     ch = tl.program_id(1) * BC + tl.arange(0, BC)
     cho, cwo = (h + KH - 1) // KH, (w + KW - 1) // KW

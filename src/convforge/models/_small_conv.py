@@ -164,7 +164,7 @@ class SmallConv(torch.autograd.Function):
         y = torch.empty((n, cout, ho, wo), dtype=dtype, device=x.device, memory_format=torch.channels_last)
         pixels = n * ho * wo
         if pixels:
-            _source().conv_forward[(_kernels.cdiv(pixels, FORWARD_PIXELS),)](
+            _kernels.launcher(_source().conv_forward, (_kernels.cdiv(pixels, FORWARD_PIXELS),))(
                 x, x, weight, weight if bias is None else bias, y, pixels, ho, wo, h, w, *x.stride(),
                 *weight.stride(), **_forward_options(cin, cout, geometry, 1, False, bias is not None, relu),
             )  # fmt: skip
@@ -185,7 +185,7 @@ class SmallConv(torch.autograd.Function):
             if dx.numel():
                 wo_, wi_, wh_, ww_ = weight.stride()
                 input_grad = functools.partial(
-                    _source().conv_forward[(_kernels.cdiv(n * h * w, FORWARD_PIXELS),)],
+                    _kernels.launcher(_source().conv_forward, (_kernels.cdiv(n * h * w, FORWARD_PIXELS),)),
                     dy, dy if y is None else y, weight, weight, dx, n * h * w, h, w, ho, wo, *dy.stride(), wi_,
                     wo_, wh_, ww_, **_forward_options(cout, cin, ctx.geometry, -1, ctx.relu, False, False),
                 )  # fmt: skip
@@ -222,10 +222,10 @@ def _weight_grads(x, dy, y, weight, geometry, has_bias):
 
     def launch() -> None:
         if pixels:
-            k.wgrad_partial[(chunks, columns)](
+            _kernels.launcher(k.wgrad_partial, (chunks, columns))(
                 x, dy, dy if y is None else y, partial, pixels, ho, wo, h, w, *x.stride(), per_chunk, row, **options
             )  # fmt: skip
-        k.wgrad_finish[(_kernels.cdiv(row, FINISH_ENTRIES),)](
+        _kernels.launcher(k.wgrad_finish, (_kernels.cdiv(row, FINISH_ENTRIES),))(
             partial, dw, dw if db is None else db, chunks, row, *weight.stride(),
             **_finish_options(cin, cout, geometry, has_bias),
         )  # fmt: skip

@@ -22,6 +22,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._dependent_triton import wait_for_previous
+
 MAPS = ["pixels", "ho", "wo", "h", "w", "sxn", "sxc", "sxh", "sxw"]  # sizes and strides: one kernel serves all
 
 
@@ -49,6 +51,7 @@ def conv_forward(x, gate, weight, bias, y, pixels, ho, wo, h, w, sxn, sxc, sxh, 
                  ACT: tl.constexpr, BP: tl.constexpr, BK: tl.constexpr, BCO: tl.constexpr):  # fmt: skip
     """y (channels_last, pixels x COUT) = act(im2col(x) @ W + bias); ACT 0: none, 1: ReLU. `gate` has x's
     strides."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     K: tl.constexpr = KH * KW * CIN
     p = tl.program_id(0) * BP + tl.arange(0, BP)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     inside = p < pixels
@@ -80,6 +83,7 @@ def wgrad_partial(x, g, gate, partial, pixels, ho, wo, h, w, sxn, sxc, sxh, sxw,
                   BCO: tl.constexpr):  # fmt: skip
     """partial[chunk, co * K + k] = sum over the chunk's output pixels of g[., co] times im2col(x)[., k] for this
     program's K block; K block 0's programs also write partial[chunk, COUT * K + co] = sum of g[., co]."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     K: tl.constexpr = KH * KW * CIN
     chunk = tl.program_id(0)
     k = tl.program_id(1) * BK + tl.arange(0, BK)
@@ -111,6 +115,7 @@ def wgrad_finish(partial, dw, db, chunks, row, swo, swi, swh, sww, CIN: tl.const
                  KW: tl.constexpr, TAPS: tl.constexpr, HAS_BIAS: tl.constexpr, BR: tl.constexpr,
                  BE: tl.constexpr):  # fmt: skip
     """dw (fp32, the weight's strides) and db: the partial rows added in order, BE entries per program."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     e = tl.program_id(0) * BE + tl.arange(0, BE)
     K: tl.constexpr = TAPS * CIN
     weights: tl.constexpr = COUT * K

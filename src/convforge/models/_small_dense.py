@@ -201,11 +201,11 @@ def _forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r
     grid = (_kernels.cdiv(rows, tiles["BM"]), _kernels.cdiv(out, tiles["BO"]))
     flags = dict(OUT=out, HAS_BIAS=bias is not None, ACT=int(relu))
     bias = weight if bias is None else bias
-    k.dense_forward[(*grid, splits)](
+    _kernels.launcher(k.dense_forward, (*grid, splits))(
         x, weight, bias, y, partial, rows, *_map(x), per_split, SPLIT=splits > 1, **flags, **tiles
     )  # fmt: skip
     if splits > 1:
-        k.dense_finish[grid](partial, bias, y, rows, splits, **flags, **options["finish"])
+        _kernels.launcher(k.dense_finish, grid)(partial, bias, y, rows, splits, **flags, **options["finish"])
     return y
 
 
@@ -234,7 +234,8 @@ class SmallDense(torch.autograd.Function):
             opt = options["input"]
             grid = (_kernels.cdiv(rows, opt["BM"]), _kernels.cdiv(weight.shape[1], opt["BK"]))
             input_grad = functools.partial(
-                k.dense_input_grad[grid], dy, gate, weight, dx, rows, *_map(dx), OUT=out, GATE=y is not None, **opt
+                _kernels.launcher(k.dense_input_grad, grid), dy, gate, weight, dx, rows, *_map(dx), OUT=out,
+                GATE=y is not None, **opt,
             )  # fmt: skip
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             dw = torch.empty(weight.shape, dtype=torch.float32, device=weight.device)
@@ -242,8 +243,8 @@ class SmallDense(torch.autograd.Function):
             opt = options["weight"]
             grid = (_kernels.cdiv(weight.shape[1], opt["BK"]), _kernels.cdiv(out, opt["BO"]))
             weight_grads = functools.partial(
-                k.dense_weight_grad[grid], x, dy, gate, dw, dw if db is None else db, rows, *_map(x), OUT=out,
-                GATE=y is not None, HAS_BIAS=ctx.has_bias, **opt,
+                _kernels.launcher(k.dense_weight_grad, grid), x, dy, gate, dw, dw if db is None else db, rows,
+                *_map(x), OUT=out, GATE=y is not None, HAS_BIAS=ctx.has_bias, **opt,
             )  # fmt: skip
         _kernels.side_by_side(input_grad, weight_grads)  # independent: beside each other in a captured step
         return None if dx is None else dx.to(x.dtype), dw, db, None, None
@@ -273,7 +274,9 @@ class SmallDensePair(torch.autograd.Function):
             dx = grads[0] = torch.empty_like(x, dtype=ctx.dtype)  # x's layout (channels_last maps stay so)
             opt = _options(hidden)["input"]
             grid = (_kernels.cdiv(rows, opt["BM"]), _kernels.cdiv(features, opt["BK"]))
-            input_grad = functools.partial(k.pair_input_grad[grid], dy, w2, h, w1, dx, rows, *_map(dx), **sizes, **opt)
+            input_grad = functools.partial(
+                _kernels.launcher(k.pair_input_grad, grid), dy, w2, h, w1, dx, rows, *_map(dx), **sizes, **opt
+            )
         if any(ctx.needs_input_grad[1:5]):
             f32 = dict(dtype=torch.float32, device=w1.device)
             dw1, dw2 = torch.empty(w1.shape, **f32), torch.empty(w2.shape, **f32)
@@ -283,7 +286,7 @@ class SmallDensePair(torch.autograd.Function):
             opt = _options(hidden)["weight"]
             grid = (_kernels.cdiv(features, opt["BK"]), _kernels.cdiv(hidden, opt["BO"]))
             weight_grads = functools.partial(
-                k.pair_weight_grad[grid], x, dy, w2, h, dw1, db1, dw2, db2, rows, *_map(x), **sizes,
+                _kernels.launcher(k.pair_weight_grad, grid), x, dy, w2, h, dw1, db1, dw2, db2, rows, *_map(x), **sizes,
                 HAS_BIAS1=ctx.has_bias[0], HAS_BIAS2=ctx.has_bias[1], **opt,
             )  # fmt: skip
         _kernels.side_by_side(input_grad, weight_grads)  # independent: beside each other in a captured step

@@ -13,6 +13,8 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+from ._dependent_triton import wait_for_previous
+
 MAP = ["rows", "k_size", "hw", "w", "sxm", "sxc", "sxh", "sxw"]  # sizes and strides: one kernel serves every map
 
 
@@ -30,6 +32,7 @@ def dense_forward(x, weight, bias, y, partial, rows, k_size, hw, w, sxm, sxc, sx
     """y (rows x OUT, contiguous) = act(x @ weight^T + bias); ACT 0: none, 1: ReLU. SPLIT: program (., ., s) sums
     features [s * per_split, (s + 1) * per_split) into partial[s] (fp32, rows x OUT) for dense_finish: a long
     feature axis split over programs instead of looped in few (at 32-128 rows, a few programs' loop is latency)."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     K = k_size
     m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     o = tl.program_id(1) * BO + tl.arange(0, BO)
@@ -63,6 +66,7 @@ def _epilogue(acc, bias, o, OUT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.c
 def dense_finish(partial, bias, y, rows, splits, OUT: tl.constexpr, HAS_BIAS: tl.constexpr, ACT: tl.constexpr,
                  BM: tl.constexpr, BO: tl.constexpr):  # fmt: skip
     """y = act(the partial sums added in order + bias)."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     o = tl.program_id(1) * BO + tl.arange(0, BO)
     out = m[:, None] * OUT + o[None, :]
@@ -85,6 +89,7 @@ def _gated(g, gate, offs, mask, GATE: tl.constexpr):
 def dense_input_grad(g, gate, weight, dx, rows, k_size, hw, w, sxm, sxc, sxh, sxw, OUT: tl.constexpr,
                      GATE: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr):  # fmt: skip
     """dx (the input map's strides) = g @ weight for BM rows x BK features per program."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     K = k_size
     m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     k = tl.program_id(1) * BK + tl.arange(0, BK)
@@ -104,6 +109,7 @@ def dense_weight_grad(x, g, gate, dw, db, rows, k_size, hw, w, sxm, sxc, sxh, sx
                       BO: tl.constexpr):  # fmt: skip
     """dw[o, k] = sum over rows of g[., o] x[., k] (fp32, contiguous out x K) for BO x BK entries per program; the
     first feature block's programs also write db = the sums of g."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     K = k_size
     k = tl.program_id(0) * BK + tl.arange(0, BK)
     o = tl.program_id(1) * BO + tl.arange(0, BO)
@@ -133,6 +139,7 @@ def pair_input_grad(dy, w2, h, w1, dx, rows, k_size, hw, w, sxm, sxc, sxh, sxw, 
                     OUT2: tl.constexpr, B2: tl.constexpr, BM: tl.constexpr, BK: tl.constexpr,
                     BO: tl.constexpr):  # fmt: skip
     """dx (the input map's strides) = g @ w1 for BM rows x BK features per program."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     K = k_size
     m = tl.program_id(0) * BM + tl.arange(0, BM)  # int32 offsets: maps of < 2^31 elements (_kernels.INT32_LIMIT)
     k = tl.program_id(1) * BK + tl.arange(0, BK)
@@ -157,6 +164,7 @@ def pair_weight_grad(x, dy, w2, h, dw1, db1, dw2, db2, rows, k_size, hw, w, sxm,
                      BM: tl.constexpr, BK: tl.constexpr, BO: tl.constexpr):  # fmt: skip
     """dw1[o, k] = sum over rows of g[., o] x[., k] (fp32) for BO x BK entries per program; the first feature
     block's programs also write db1 = the sums of g, and dw2[:, o] = dy^T h[:, o] (fp32); program (0, 0) db2."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     K = k_size
     k = tl.program_id(0) * BK + tl.arange(0, BK)
     o = tl.program_id(1) * BO + tl.arange(0, BO)

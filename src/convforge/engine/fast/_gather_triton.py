@@ -6,11 +6,13 @@ import triton
 import triton.language as tl
 
 from ...models._arrival_triton import last_to_arrive
+from ...models._dependent_triton import wait_for_previous
 
 
 @triton.jit(do_not_specialize=["batch", "image_size", "channels", "groups"])
 def gather_chunk(images, labels, order, ptr, lr_table, offset, scale, out_images, out_labels, out_rows, out_lrs,
                  tickets, batch, image_size, channels, groups, BLOCK: tl.constexpr):  # fmt: skip
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     r = tl.program_id(0)
     step = tl.load(ptr)
     row = tl.load(order + step * batch + r)

@@ -49,7 +49,7 @@ def gather_chunk(x_train: torch.Tensor, y_train: torch.Tensor, order: torch.Tens
     labels = torch.empty(n, dtype=y_train.dtype, device=y_train.device)
     rows = torch.empty(n, dtype=order.dtype, device=order.device)
     lrs = torch.empty(steps, lr_table.shape[1], dtype=lr_table.dtype, device=lr_table.device)
-    _kernel()[(n, _kernels.cdiv(c * h * w, BLOCK))](
+    _kernels.launcher(_kernel(), (n, _kernels.cdiv(c * h * w, BLOCK)))(
         x_train, y_train, order, ptr, lr_table, offset.reshape(-1), scale.reshape(-1), images, labels, rows, lrs,
         _kernels.tickets(x_train.device), batch, c * h * w, c, lr_table.shape[1], BLOCK=BLOCK, num_warps=WARPS,
     )  # fmt: skip
