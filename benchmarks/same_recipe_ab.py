@@ -12,7 +12,8 @@ training seconds, epoch 1 and later epochs. Switches:
   a synced capture with the GPU idle;
 - `pair`: a dense, ReLU, dense head as one op (models/_small_dense.py SmallDensePair) against two;
 - `pdl`: the Triton kernels launched with programmatic dependent launch (models/_dependent_triton.py) against plain
-  launches.
+  launches;
+- `unit`: the loss's backward from a cached 1 (engine/cross_entropy.py backward) against loss.backward().
 Measured and dropped: a `walk` switch, small dense layers reading their input maps in memory order (commit 6e36ad5,
 same_recipe_ab_walk_*.txt); a `pool` switch, a max pool fused into the batchnorm + activation op
 (same_recipe_ab_pool_*.txt).
@@ -68,9 +69,13 @@ def _pdl(on: bool) -> None:
     _kernels.DEPENDENT_LAUNCH = on
 
 
+def _unit(on: bool) -> None:
+    cross_entropy.CACHED_UNIT = on
+
+
 USABLE, AHEAD = gather.usable, graph.GraphStep._ahead
 SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "side-conv": _side_conv, "adam": _adam, "ahead": _ahead,
-            "pair": _pair, "pdl": _pdl}  # fmt: skip
+            "pair": _pair, "pdl": _pdl, "unit": _unit}  # fmt: skip
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

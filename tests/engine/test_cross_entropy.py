@@ -108,6 +108,29 @@ def test_cross_entropy_takes_the_kernel_where_fusable(triton_interpreter, monkey
     torch.testing.assert_close(x.grad, want_grad, rtol=1e-5, atol=1e-8)
 
 
+def test_backward_with_the_cached_unit_takes_the_saved_gradient_as_it_is(triton_interpreter, monkeypatch) -> None:
+    monkeypatch.setattr(ce, "fusable", lambda logits, labels: True)
+    unit_calls = []
+    is_unit = ce._is_unit
+    monkeypatch.setattr(ce, "_is_unit", lambda grad: unit_calls.append(is_unit(grad)) or unit_calls[-1])
+    logits, labels = batch(33, 10)
+    _, want_grad = reference(logits, labels, 0.2)
+    x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ce.backward(ce.cross_entropy(x, labels, label_smoothing=0.2))
+    ce.backward(3 * ce.cross_entropy(y, labels, label_smoothing=0.2))  # a scaled loss: its gradient is scaled
+    assert unit_calls == [True, False]
+    torch.testing.assert_close(x.grad, want_grad, rtol=1e-5, atol=1e-8)
+    torch.testing.assert_close(y.grad, 3 * want_grad, rtol=1e-5, atol=1e-8)
+
+
+def test_backward_of_pytorchs_loss_equals_its_own_backward() -> None:
+    logits, labels = batch(33, 10)
+    x, y = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    ce.backward(F.cross_entropy(x, labels, label_smoothing=0.1))
+    F.cross_entropy(y, labels, label_smoothing=0.1).backward()
+    assert torch.equal(x.grad, y.grad)
+
+
 def _no_kernel():
     raise AssertionError("the fused kernel was built")
 
@@ -162,6 +185,14 @@ def test_cuda_bf16_autocast_equals_pytorch_in_two_kernels() -> None:
         torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     assert len(kernels) == 2, [e.name for e in kernels]  # the forward, and the backward's scaling
+    head.zero_grad()
+    ce.backward(ce.cross_entropy(head(features).float(), labels, 0.1))  # makes the cached unit
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        ce.backward(ce.cross_entropy(x, labels, 0.1))
+        torch.cuda.synchronize()
+    names = [e.name for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    assert not [n for n in names if "Fill" in n or "Mul" in n], names  # no ones filled, no scaling
+    torch.testing.assert_close(x.grad, want_grad, rtol=2.0**-7, atol=1e-6)
 
 
 @pytest.mark.gpu

@@ -172,13 +172,12 @@ def compile_all() -> list[str]:
     from convforge.engine.fast import _gather_triton
     from convforge.models import (
         _conv_act_triton,
+        _dependent_triton,
         _norm_act_triton,
         _pool_triton,
         _small_conv_triton,
         _small_dense_triton,
     )
-
-    from convforge.models import _dependent_triton
 
     _dependent_triton.SUPPORTED = triton.language.constexpr(True)  # the PDL wait compiled in, as for a Hopper GPU
     modules = {

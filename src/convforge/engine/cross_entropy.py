@@ -104,4 +104,32 @@ class FusedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (grad,) = ctx.saved_tensors
+        if _is_unit(grad_loss):  # backward(loss): the saved gradient is the answer (a host-side check, no sync)
+            return grad, None, None
         return grad * grad_loss, None, None  # a 0-d fp32 factor keeps grad's dtype
+
+
+CACHED_UNIT = True  # benchmarks switch it off to measure autograd's own
+_UNITS: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def backward(loss: torch.Tensor) -> None:
+    """loss.backward() for a 0-d training loss, with a cached 1 as its gradient: autograd's own is a new tensor filled
+    each step (a kernel), and the fused loss's backward returns its saved gradient for this one instead of scaling it
+    (another, and a PyTorch kernel amid Triton ones, which launch early after each other: _dependent_triton.py).
+    Alternating runs on one H200 (same_recipe_ab_unit_*.txt): digits-cnn 0.279 -> 0.264 s, Fashion MLP 0.611 ->
+    0.492 s, simple-cnn 1.232 -> 1.169 s, the same bits trained."""
+    if not CACHED_UNIT:
+        return loss.backward()
+    key = (loss.device, loss.dtype)
+    unit = _UNITS.get(key)
+    if unit is None:
+        if loss.is_cuda and torch.cuda.is_current_stream_capturing():  # made once, outside any graph's memory
+            return loss.backward()
+        unit = _UNITS[key] = torch.ones((), dtype=loss.dtype, device=loss.device)
+    torch.autograd.backward(loss, unit)
+
+
+def _is_unit(grad_loss: torch.Tensor) -> bool:
+    unit = _UNITS.get((grad_loss.device, grad_loss.dtype))
+    return unit is not None and grad_loss.data_ptr() == unit.data_ptr()

@@ -28,7 +28,7 @@ from . import distributed, warmup
 from .augment import AlternateFlip, Augment, augment_batch
 from .checkpoint import BackgroundWriter, TrainState, checkpoint_job, load_checkpoint
 from .config import TrainConfig
-from .cross_entropy import cross_entropy
+from .cross_entropy import backward, cross_entropy
 from .dynamo_free import dynamo_import_skipped
 from .fast import fast_path, prepare_model, use_graphs
 from .lookahead import Lookahead
@@ -222,7 +222,7 @@ class Trainer:
             logits = self.model(images)
         loss = self.loss_fn(logits, labels)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        backward(loss)
         self.optimizer.step()
         for hook in self.after_step:
             hook()
