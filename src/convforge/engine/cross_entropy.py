@@ -111,6 +111,10 @@ class FusedCrossEntropy(torch.autograd.Function):
 
 CACHED_UNIT = True  # benchmarks switch it off to measure autograd's own
 _UNITS: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+# The autograd engine's entry (private, torch 2.3+). torch.autograd.backward with a given gradient checks its shape
+# through torch.fx's symbolic shapes, whose import (sympy) took ~2 s of a fresh process's first step (H200,
+# first_run_step_warmup_ab*.txt); the cached 1 has the loss's own shape, type and device by construction.
+_RUN_BACKWARD = getattr(torch.autograd.graph, "_engine_run_backward", None)
 
 
 def backward(loss: torch.Tensor) -> None:
@@ -119,7 +123,7 @@ def backward(loss: torch.Tensor) -> None:
     (another, and a PyTorch kernel amid Triton ones, which launch early after each other: _dependent_triton.py).
     Alternating runs on one H200 (same_recipe_ab_unit_*.txt): digits-cnn 0.279 -> 0.264 s, Fashion MLP 0.611 ->
     0.492 s, simple-cnn 1.232 -> 1.169 s, the same bits trained."""
-    if not CACHED_UNIT:
+    if not CACHED_UNIT or _RUN_BACKWARD is None or type(loss) is not torch.Tensor or loss.dim() != 0:
         return loss.backward()
     key = (loss.device, loss.dtype)
     unit = _UNITS.get(key)
@@ -127,7 +131,7 @@ def backward(loss: torch.Tensor) -> None:
         if loss.is_cuda and torch.cuda.is_current_stream_capturing():  # made once, outside any graph's memory
             return loss.backward()
         unit = _UNITS[key] = torch.ones((), dtype=loss.dtype, device=loss.device)
-    torch.autograd.backward(loss, unit)
+    _RUN_BACKWARD((loss,), (unit,), False, False, (), allow_unreachable=True, accumulate_grad=True)
 
 
 def _is_unit(grad_loss: torch.Tensor) -> bool:
