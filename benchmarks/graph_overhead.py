@@ -4,7 +4,8 @@ captures, the epoch's eager tail step) and the kernels of the later epochs by na
 FIRST=1 profiles the process's first run instead (CUDA initialized before it, as after train_speed's plain loop) and
 prints where its first eager steps' host time goes (cProfile) and the Triton kernels the main thread compiles (at
 first use). A/B switches of the warm-up (engine/warmup.py): NO_EPOCH_OPS=1 leaves out the epoch's PyTorch kernels
-(_start_epoch_ops), NO_CONV_WARMUP=1 its cuDNN convs (_start_convs), NO_MUON_WARMUP=1 its Muon step (muon.warm_up).
+(_start_epoch_ops), NO_CONV_WARMUP=1 its cuDNN convs (_start_convs), NO_MUON_WARMUP=1 its Muon step (muon.warm_up),
+NO_STEP_WARMUP=1 its model step (_start_step).
 
   PYTHONPATH=src CONVFORGE_CACHE=.data python3 benchmarks/graph_overhead.py mnist-digits-cnn mnist 3
   (NAME: a reference recipe of bench/train.py, or a recipe such as mnist-fast)
@@ -30,8 +31,9 @@ from triton.runtime.jit import JITFunction
 
 from convforge import api
 from convforge.bench.train import REFERENCE, SPLIT
-from convforge.engine import loop, warmup
+from convforge.engine import cross_entropy, loop, warmup
 from convforge.engine.fast import graph
+from convforge.models import _kernels
 
 PHASES = [(loop.Trainer, "train_epoch", "EPOCH"), (graph.GraphStep, "_warmup", "WARMUP"),
           (graph.GraphStep, "_capture", "CAPTURE"), (graph.GraphStep, "_replay_and_pick_k", "PICKK"),
@@ -152,6 +154,12 @@ def main(name: str, source: str, runs: int) -> None:
         warmup._start_convs = lambda *args: None
     if os.environ.get("NO_MUON_WARMUP"):  # A/B of the warm-up's Muon step (engine/muon.py warm_up)
         warmup.muon.warm_up = lambda *args: None
+    if os.environ.get("NO_STEP_WARMUP"):  # A/B of the warm-up's model step (engine/warmup.py _start_step)
+        warmup._start_step = lambda *args: None
+    if os.environ.get("NO_PDL"):  # A/B of programmatic dependent launch (models/_dependent_triton.py)
+        _kernels.DEPENDENT_LAUNCH = False
+    if os.environ.get("NO_UNIT"):  # A/B of the backward from a cached 1 (engine/cross_entropy.py backward)
+        cross_entropy.CACHED_UNIT = False
     if first:  # the process's first run profiled, as train_speed's first convforge run (after its plain loop)
         torch.zeros(1, device="cuda").sum().item()
     else:

@@ -49,6 +49,26 @@ def test_warmup_loads_an_epochs_pytorch_kernels_and_cudnn_convs_without_error():
     warmup.muon.warm_up(torch.device("cuda"), warmup._hidden_matrices("cifar10-fast"))
 
 
+def test_warmup_model_step_runs_and_frees_its_memory():
+    """engine/warmup.py _start_step (run quietly in the thread: here directly, so an error shows): cifar10-fast with
+    its alternating flips and translate, digits-cnn on 28 x 28 without augmentation; nothing kept afterwards, and
+    no draw from the global random generators."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from convforge.engine import warmup
+    from convforge.engine.augment import Augment
+
+    device = torch.device("cuda")
+    warmup._start_step(device, torch.float32, 8, ("digits-cnn", 1, (28, 28)), Augment(), False)  # the cached 1
+    before = torch.cuda.memory_allocated(device)
+    generators = torch.get_rng_state(), torch.cuda.get_rng_state(device)
+    warmup._start_step(device, torch.bfloat16, 256, ("cifar10-fast", 3, (32, 32)), Augment(flip=True, crop_pad=2), True)
+    warmup._start_step(device, torch.bfloat16, 128, ("digits-cnn", 1, (28, 28)), Augment(), False)
+    assert torch.cuda.memory_allocated(device) == before
+    # the run's thread seeds and draws from the global generators meanwhile: the warm-up must not move them
+    assert torch.equal(torch.get_rng_state(), generators[0]) and torch.equal(torch.cuda.get_rng_state(), generators[1])
+
+
 def test_warmup_thread_compiles_the_pool_and_adam_kernels_a_later_launch_uses():
     """engine/warmup.py: the background thread finishes without error; afterwards the pool launches on real maps
     and a captured Adam update of an MLP-sized weight reuse the kernels it compiled (sizes unspecialized)."""

@@ -36,6 +36,11 @@ class Augment:
         return self.shift > 0 or self.shear > 0 or self.zoom > 0
 
 
+def augment_of(cfg) -> Augment:
+    """The augmentation a TrainConfig asks for."""
+    return Augment(cfg.flip, cfg.shift, cfg.shear, cfg.zoom, cfg.crop_pad, cfg.cutout, cfg.brightness, cfg.contrast)
+
+
 def _uniform(n: int, bound: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
     return (torch.rand(n, generator=gen, device=device) * 2 - 1) * bound
 

@@ -25,7 +25,7 @@ from ..inference import autocast, batched_logits, resolve_device, resolve_precis
 from ..models import build_model, resolve_spec
 from ..run import Run, default_run_dir
 from . import distributed, warmup
-from .augment import AlternateFlip, Augment, augment_batch
+from .augment import AlternateFlip, augment_batch, augment_of
 from .checkpoint import BackgroundWriter, TrainState, checkpoint_job, load_checkpoint
 from .config import TrainConfig
 from .cross_entropy import backward, cross_entropy
@@ -154,9 +154,7 @@ class Trainer:
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(cfg.seed)
         self.started = time.perf_counter()
-        self.augment = Augment(
-            cfg.flip, cfg.shift, cfg.shear, cfg.zoom, cfg.crop_pad, cfg.cutout, cfg.brightness, cfg.contrast
-        )
+        self.augment = augment_of(cfg)
         self.loss_weight = None
         if cfg.balance == "weights":
             self.loss_weight = class_weights(train.labels, len(self.classes)).to(self.device)

@@ -28,6 +28,7 @@ from torch import nn
 from ..inference import resolve_precision
 from ..models import _conv_act, _kernels, _norm_act, _small_conv, _small_dense, build_model, resolve_spec
 from . import cross_entropy, kernels, muon
+from .augment import AlternateFlip, Augment, augment_batch, augment_of
 from .fast import gather
 
 COMPILE_THREADS = 4
@@ -46,8 +47,9 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         model = (str(cfg.model), channels, _input_size(cfg))
         pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
         matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
+        step = None if cfg.compile else (model, augment_of(cfg), cfg.flip and cfg.flip_mode == "alternate")
         args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices, cfg.batch_size,
-                channels)  # fmt: skip
+                channels, step)  # fmt: skip
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -162,14 +164,15 @@ def _pool_channels(node) -> list[int]:
 
 
 def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
-          dynamo: bool, matrices: list[tuple[int, int]] = (), batch: int = 64,
-          channels: int = 3) -> None:  # fmt: skip
+          dynamo: bool, matrices: list[tuple[int, int]] = (), batch: int = 64, channels: int = 3,
+          step: tuple | None = None) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
     launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
     other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
     the fused conv + activation's for each (conv, activation), and the small convs' and dense layers' of `pairs`;
     then an epoch's PyTorch kernels around its steps (`batch` rows of `channels`-channel images), then Muon's batched
-    products for the hidden `matrices` (engine/muon.py)."""
+    products for the hidden `matrices` (engine/muon.py), then, with the kernels compiled, one step of the model
+    (`step`: _start_step's arguments after the batch; None: none)."""
     compiling = None
     if _kernels.available():  # every run on CUDA launches some: the loss, the captured chunks' gather
         args = (_compile, device, dtype, pools, adam, pairs)
@@ -182,6 +185,8 @@ def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: boo
         _quietly(muon.warm_up, device, list(matrices))
     if compiling is not None:
         compiling.join()
+    if step is not None:
+        _quietly(_start_step, device, dtype, batch, *step)
     if dynamo:
         _import_dynamo()  # last: by then the archive is extracted (Python, holding the GIL) and the decoding runs
 
@@ -220,6 +225,54 @@ def _start_convs(device: torch.device, dtype: torch.dtype, convs: tuple, batch: 
             x = torch.zeros(batch, c, h, w, device=device, dtype=torch.float32 if first else dtype)
             real.to(memory_format=cl)(x.contiguous(memory_format=cl).requires_grad_(not first)).sum().backward()
         torch.cuda.synchronize(device)
+
+
+def _start_step(device: torch.device, dtype: torch.dtype, batch: int, model: tuple, augment: Augment,
+                alternate: bool) -> None:  # fmt: skip
+    """One training step's augmentation, forward and backward of the zoo model `model` (_resolved's arguments) with
+    random weights on random images at the run's batch and size, freed after: loads the PyTorch kernels the model and
+    its augmentation launch that the stages above do not name, which CUDA otherwise loads inside the first training
+    step. cifar10-fast's first step in a fresh process still spent 115 ms of host time on them after the other
+    warm-ups (the alternating flip mask 21 ms, the global max 10 ms, GELU 6 ms, its first backward 41 ms; H200,
+    first_cifar10-fast_after_warmups_*.log)."""
+    spec = _resolved(*model)
+    if spec is None:
+        return
+    channels, h, w = spec.to_dict()["in_shape"]
+    cl = torch.channels_last
+    with torch.cuda.device(device):
+        # no draw from the global generators, which the run's own thread seeds and draws from meanwhile
+        gen = torch.Generator(device).manual_seed(0)
+        with torch.device("meta"):
+            net = build_model(spec)
+        net = _materialized(net, device, gen).to(memory_format=cl).train()
+        images = torch.rand(batch, channels, h, w, device=device, generator=gen)
+        if augment.active:
+            rows = torch.arange(batch, device=device)
+            flip = AlternateFlip(batch, 0, device).mask(rows) if alternate else None
+            unit = torch.ones(1, channels, 1, 1, device=device)
+            images = augment_batch(images, augment, gen, unit=unit, flip=flip)
+        with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
+            logits = net(images.contiguous(memory_format=cl))
+        labels = torch.zeros(batch, dtype=torch.long, device=device)
+        cross_entropy.backward(cross_entropy.cross_entropy(logits, labels))
+        torch.cuda.synchronize(device)
+
+
+def _materialized(net: nn.Module, device: torch.device, gen: torch.Generator) -> nn.Module:
+    """A meta-device module's parameters and buffers made anew on `device`, drawn from `gen`. Not to_empty(): its
+    empty_like of a meta tensor imports torch.fx's symbolic shapes (sympy), ~1.8 s of the warm-up thread that the
+    run then waited for (H200)."""
+    for module in net.modules():
+        for table in (module._parameters, module._buffers):
+            for name, old in table.items():
+                if old is None:
+                    continue
+                new = torch.zeros(old.shape, dtype=old.dtype, device=device)
+                if new.is_floating_point():
+                    new.normal_(0.0, 0.02, generator=gen)
+                table[name] = nn.Parameter(new, old.requires_grad) if isinstance(old, nn.Parameter) else new
+    return net
 
 
 def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, channels: int) -> None:
