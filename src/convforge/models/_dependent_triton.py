@@ -6,7 +6,8 @@ Why: the same-recipe training steps are chains of 25-45 launches of a few micros
 kernels is a large part of each. In a CUDA graph of 40 small Triton kernels, launching each with PDL and waiting at
 its start took 1.60 -> 1.07 us a kernel (392 programs), 1.36 -> 0.89 (196) and 3.51 -> 2.89 (1024) (H200,
 benchmarks/pdl_chain.py, pdl_chain_*.md). Letting the next kernel launch early as well (launch_dependents at the
-start) was slower on the larger grids, so kernels only wait.
+start) was slower on the larger grids, and in training (launch_dependents after the wait: digits-cnn 0.27 -> 0.29 s,
+simple-cnn 1.17 -> 1.34 s, pdl_early_ab_*.txt), so kernels only wait.
 
 Every kernel that models/_kernels.dependent() lets launch with PDL calls wait_for_previous() before it touches memory
 (reads of the last kernel's output and writes of what it may still read alike). The wait is compiled in only where
