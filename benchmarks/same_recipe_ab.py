@@ -13,7 +13,9 @@ training seconds, epoch 1 and later epochs. Switches:
 - `pair`: a dense, ReLU, dense head as one op (models/_small_dense.py SmallDensePair) against two;
 - `pdl`: the Triton kernels launched with programmatic dependent launch (models/_dependent_triton.py) against plain
   launches;
-- `unit`: the loss's backward from a cached 1 (engine/cross_entropy.py backward) against loss.backward().
+- `unit`: the loss's backward from a cached 1 (engine/cross_entropy.py backward) against loss.backward();
+- `finish`: a small map's batchnorm statistics finished and gradient sums added by the element-wise passes
+  themselves (models/_norm_act.py FINISHING_PROGRAMS) against finishing launches.
 Measured and dropped: a `walk` switch, small dense layers reading their input maps in memory order (commit 6e36ad5,
 same_recipe_ab_walk_*.txt); a `pool` switch, a max pool fused into the batchnorm + activation op
 (same_recipe_ab_pool_*.txt).
@@ -34,7 +36,7 @@ from convforge.bench.train import REFERENCE, SPLIT
 from convforge.engine import cross_entropy
 from convforge.engine import kernels as engine_kernels
 from convforge.engine.fast import gather, graph
-from convforge.models import _kernels, _small_conv, _small_dense
+from convforge.models import _kernels, _norm_act, _small_conv, _small_dense
 
 
 def _gather(on: bool) -> None:
@@ -73,9 +75,13 @@ def _unit(on: bool) -> None:
     cross_entropy.CACHED_UNIT = on
 
 
-USABLE, AHEAD = gather.usable, graph.GraphStep._ahead
+def _finish(on: bool) -> None:
+    _norm_act.FINISHING_PROGRAMS = FINISHING if on else 0
+
+
+USABLE, AHEAD, FINISHING = gather.usable, graph.GraphStep._ahead, _norm_act.FINISHING_PROGRAMS
 SWITCHES = {"gather": _gather, "loss": _loss, "side": _side, "side-conv": _side_conv, "adam": _adam, "ahead": _ahead,
-            "pair": _pair, "pdl": _pdl, "unit": _unit}  # fmt: skip
+            "pair": _pair, "pdl": _pdl, "unit": _unit, "finish": _finish}  # fmt: skip
 
 
 def main(switch: str, name: str, source: str, rounds: int) -> None:

@@ -23,9 +23,13 @@ def _pair(c: int, act: nn.Module) -> tuple[nn.BatchNorm2d, nn.Module]:
 
 # (3, 70, 9, 8): two channel blocks, a partial one; (8, 3, 33, 31): 4-channel tiles, 8 statistics programs;
 # (2, 70, 40, 32): statistics programs summing several tiles each, the last one short
+# itself: the element-wise passes finish the statistics and add the gradient sums themselves (small maps), or
+# finishing launches do (FINISHING_PROGRAMS)
 @pytest.mark.parametrize("shape", [(3, 70, 9, 8), (8, 3, 33, 31), (2, 70, 40, 32)])
 @pytest.mark.parametrize("act", [nn.ReLU(), nn.GELU()], ids=["relu", "gelu"])
-def test_fused_equals_batchnorm_then_activation(interpreted, shape, act):
+@pytest.mark.parametrize("itself", [True, False], ids=["finished-in-apply", "finishing-launches"])
+def test_fused_equals_batchnorm_then_activation(interpreted, monkeypatch, shape, act, itself):
+    monkeypatch.setattr(interpreted, "FINISHING_PROGRAMS", 10**9 if itself else 0)
     torch.manual_seed(0)
     x = (torch.randn(shape) * 3 + 5).contiguous(memory_format=torch.channels_last)  # a mean far from 0
     norm, _ = _pair(shape[1], act)

@@ -92,13 +92,10 @@ def sum_partials(partial, sums, c, programs, BP: tl.constexpr, BC: tl.constexpr)
     tl.store(sums + c + ch, s2, mask=ch < c)
 
 
-@triton.jit(do_not_specialize=SIZES)
-def stats_finish(x, partial, weight, bias, mean_out, rstd_out, scale_out, shift_out, running_mean, running_var,
-                 batches, momentum, eps, rows, c, programs, BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
-    """Mean and 1/std of each channel from the partial sums; scale = weight/std and shift = bias - mean * scale (the
-    affine map the apply kernel runs); the running statistics updated as nn.BatchNorm2d does (unbiased variance)."""
-    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
-    ch = tl.program_id(0) * BC + tl.arange(0, BC)
+@triton.jit
+def _finish(x, partial, weight, bias, ch, c, rows, programs, eps, BP: tl.constexpr, BC: tl.constexpr):
+    """Mean and 1/std of channels ch from the partial sums, scale = weight/std and shift = bias - mean * scale (the
+    affine map the apply kernel runs), and the biased variance."""
     cmask = ch < c
     s1, s2 = _add_partials(partial, ch, c, programs, BP, BC)
     n = rows.to(tl.float32)
@@ -107,24 +104,57 @@ def stats_finish(x, partial, weight, bias, mean_out, rstd_out, scale_out, shift_
     mean = tl.load(x + ch, mask=cmask, other=0.0).to(tl.float32) + shifted_mean
     rstd = 1.0 / tl.sqrt(var + eps)
     scale = tl.load(weight + ch, mask=cmask, other=1.0) * rstd
-    tl.store(mean_out + ch, mean, mask=cmask)
-    tl.store(rstd_out + ch, rstd, mask=cmask)
-    tl.store(scale_out + ch, scale, mask=cmask)
-    tl.store(shift_out + ch, tl.load(bias + ch, mask=cmask, other=0.0) - mean * scale, mask=cmask)
+    return mean, rstd, scale, tl.load(bias + ch, mask=cmask, other=0.0) - mean * scale, var
+
+
+@triton.jit
+def _keep(stats, running_mean, running_var, batches, momentum, rows, c, ch, mean, rstd, scale, shift, var, counts):
+    """stats[0..3] = mean, 1/std, scale, shift of channels ch (the backward's); the running statistics updated as
+    nn.BatchNorm2d does (unbiased variance); the batch counted where `counts`."""
+    cmask = ch < c
+    tl.store(stats + ch, mean, mask=cmask)
+    tl.store(stats + c + ch, rstd, mask=cmask)
+    tl.store(stats + 2 * c + ch, scale, mask=cmask)
+    tl.store(stats + 3 * c + ch, shift, mask=cmask)
+    n = rows.to(tl.float32)
     old_mean = tl.load(running_mean + ch, mask=cmask, other=0.0)
     old_var = tl.load(running_var + ch, mask=cmask, other=0.0)
     unbiased = var * n / tl.maximum(n - 1.0, 1.0)
     tl.store(running_mean + ch, old_mean + momentum * (mean - old_mean), mask=cmask)
     tl.store(running_var + ch, old_var + momentum * (unbiased - old_var), mask=cmask)
-    if tl.program_id(0) == 0:
+    if counts:
         tl.store(batches, tl.load(batches) + 1)
 
 
 @triton.jit(do_not_specialize=SIZES)
-def apply_forward(x, y, scale, shift, rows, c, ACT: tl.constexpr, BM: tl.constexpr, BC: tl.constexpr):
+def stats_finish(x, partial, weight, bias, stats, running_mean, running_var, batches, momentum, eps, rows, c,
+                 programs, BP: tl.constexpr, BC: tl.constexpr):  # fmt: skip
+    """_finish and _keep for a block of channels."""
+    wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
+    ch = tl.program_id(0) * BC + tl.arange(0, BC)
+    mean, rstd, scale, shift, var = _finish(x, partial, weight, bias, ch, c, rows, programs, eps, BP, BC)
+    _keep(stats, running_mean, running_var, batches, momentum, rows, c, ch, mean, rstd, scale, shift, var,
+          tl.program_id(0) == 0)  # fmt: skip
+
+
+@triton.jit(do_not_specialize=SIZES)
+def apply_forward(x, y, partial, weight, bias, stats, running_mean, running_var, batches, momentum, eps, rows, c,
+                  programs, ACT: tl.constexpr, FINISH: tl.constexpr, BM: tl.constexpr, BC: tl.constexpr,
+                  BP: tl.constexpr):  # fmt: skip
+    """y = act(x * scale + shift) on one tile. FINISH: each program finishes the statistics of its channels from the
+    partial sums itself (a small map's: one launch fewer than stats_finish's), the first row of programs keeps them;
+    else stats_finish has (stats[2], stats[3])."""
     wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     offs, mask, ch = _tile(tl.program_id(0) * BM, rows, c, BM, BC)
-    z = tl.load(x + offs, mask=mask, other=0.0).to(tl.float32) * _channel(scale, ch, c) + _channel(shift, ch, c)
+    if FINISH:
+        mean, rstd, scale, shift, var = _finish(x, partial, weight, bias, ch, c, rows, programs, eps, BP, BC)
+        if tl.program_id(0) == 0:
+            _keep(stats, running_mean, running_var, batches, momentum, rows, c, ch, mean, rstd, scale, shift, var,
+                  tl.program_id(1) == 0)  # fmt: skip
+        scale, shift = scale[None, :], shift[None, :]
+    else:
+        scale, shift = _channel(stats + 2 * c, ch, c), _channel(stats + 3 * c, ch, c)
+    z = tl.load(x + offs, mask=mask, other=0.0).to(tl.float32) * scale + shift
     tl.store(y + offs, _act(z, ACT).to(y.dtype.element_ty), mask=mask)
 
 
@@ -187,10 +217,12 @@ def grad_partial(x, dy, g_out, scale, shift, mean, rstd, partial, rows, c, rows_
 
 
 @triton.jit(do_not_specialize=SIZES)
-def grad_apply(x, g_in, dx, scale, shift, mean, rstd, sums, rows, c, ACT: tl.constexpr, BM: tl.constexpr,
-               BC: tl.constexpr):  # fmt: skip
+def grad_apply(x, g_in, dx, scale, shift, mean, rstd, partial, sums, rows, c, programs, ACT: tl.constexpr,
+               ADD: tl.constexpr, BM: tl.constexpr, BC: tl.constexpr, BP: tl.constexpr):  # fmt: skip
     """dx = scale * (g - mean(g) - xhat * mean(g * xhat)): batchnorm's input gradient (batch statistics). g_in: the
-    stored g for GELU, the output gradient for ReLU (whose g is recomputed: a comparison)."""
+    stored g for GELU, the output gradient for ReLU (whose g is recomputed: a comparison). ADD: each program adds the
+    partial sums of its channels itself (a small map's: one launch fewer than sum_partials'), the first row of
+    programs writes them to `sums` (the weight and bias gradients); else sum_partials has."""
     wait_for_previous()  # PDL: the kernel before has ended (_dependent_triton.py)
     offs, mask, ch = _tile(tl.program_id(0) * BM, rows, c, BM, BC)
     if ACT == 1:
@@ -198,6 +230,14 @@ def grad_apply(x, g_in, dx, scale, shift, mean, rstd, sums, rows, c, ACT: tl.con
         xhat = (tl.load(x + offs, mask=mask, other=0.0).to(tl.float32) - _channel(mean, ch, c)) * _channel(rstd, ch, c)
     else:
         g, xhat = _grads(x, g_in, offs, mask, ch, c, scale, shift, mean, rstd, ACT)
+    if ADD:
+        s1, s2 = _add_partials(partial, ch, c, programs, BP, BC)
+        if tl.program_id(0) == 0:
+            tl.store(sums + ch, s1, mask=ch < c)
+            tl.store(sums + c + ch, s2, mask=ch < c)
+        sum_g, sum_gx = s1[None, :], s2[None, :]
+    else:
+        sum_g, sum_gx = _channel(sums, ch, c), _channel(sums + c, ch, c)
     n = rows.to(tl.float32)
-    dxv = _channel(scale, ch, c) * (g - _channel(sums, ch, c) / n - xhat * _channel(sums + c, ch, c) / n)
+    dxv = _channel(scale, ch, c) * (g - sum_g / n - xhat * sum_gx / n)
     tl.store(dx + offs, dxv.to(dx.dtype.element_ty), mask=mask)
