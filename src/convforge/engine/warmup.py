@@ -6,9 +6,10 @@ not need the data: creating the CUDA context, loading cuDNN, and compiling the T
 time on its first run against 12.5 s on later ones (benchmarks/results/train_speed_*_folder_triton_pool.md), while
 its decoding kept the CPU threads, not the GPU, busy for ~6 s. `train` starts this thread before `load_data` and
 joins it before building the Trainer; any failure here is ignored, since the training path meets (and reports) the
-same problem itself. No cuBLAS call here: each thread gets its own cuBLAS workspace (32 MiB on Hopper), which the
-runs then carried in their peaks (MNIST digits-cnn same recipe 223 MiB, 191 MiB without it: H200,
-train_speed_*_triton_adam.md vs *_warmup_no_cublas.md).
+same problem itself. Each thread gets its own cuBLAS workspaces (32 MiB each on Hopper), which the runs then carried
+in their peaks (MNIST digits-cnn same recipe 223 MiB, 191 MiB without them: H200, train_speed_*_triton_adam.md vs
+*_warmup_no_cublas.md; the model step's two made mnist-fast's 262 MiB 326, train_speed_*_final_session13.md): the
+thread frees them when done, while the run's own thread is still loading its data (no cuBLAS call there).
 A run with --compile also imports torch._dynamo here (1.5-5 s), so that the import overlaps the decoding threads
 instead of following them; other runs never import it (engine/dynamo_free.py).
 """
@@ -187,8 +188,16 @@ def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: boo
         compiling.join()
     if step is not None:
         _quietly(_start_step, device, dtype, batch, *step)
+    _quietly(_free_cublas_workspaces, device)
     if dynamo:
         _import_dynamo()  # last: by then the archive is extracted (Python, holding the GIL) and the decoding runs
+
+
+def _free_cublas_workspaces(device: torch.device) -> None:
+    """Free the cuBLAS workspaces this thread's matrix products made (see the module docstring; private API, absent
+    from some torch versions: then they stay)."""
+    torch.cuda.synchronize(device)
+    getattr(torch._C, "_cuda_clearCublasWorkspaces", lambda: None)()
 
 
 def _quietly(step, *args) -> None:
