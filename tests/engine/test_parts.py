@@ -189,14 +189,15 @@ def test_warmup_thread_imports_dynamo_on_cpu_only_for_compile_and_pool_kernels_o
     assert warmup._hidden_matrices("cifar10-fast", 3)[-3:] == [(256, 2304)] * 3
     assert warmup._hidden_matrices("no-such-model") == []
     fused = warmup._fusions("cifar10-fast", 3, batch=1024)  # the kernels its SpecNet will launch
-    assert fused.norm_act == {(64, 1), (256, 1)}
+    assert fused.norm_act == {(64, 1, False), (256, 1, False)}  # big maps: finishing launches (models/_norm_act.py)
     assert [(c.in_channels, c.out_channels, code) for c, code in fused.conv_act] == [(3, 24, 1)]
     assert fused.small_conv == ()  # its 24/64-channel convs at batch 1024 are cuDNN's work (MAX_MACS)
     assert [(d.in_features, d.out_features) for d, _, _ in fused.small_dense] == [(256, 10)]  # a last partial batch
     convs = [(c.in_channels, c.out_channels, shape, first) for c, shape, first in fused.cudnn_convs]  # cuDNN's
     assert convs[:2] == [(3, 24, (3, 32, 32), True), (24, 64, (24, 31, 31), False)] and len(convs) == 7
     fused = warmup._fusions("digits-cnn", 1, batch=128)
-    assert fused.norm_act == {(8, 0), (16, 0), (32, 0)} and fused.conv_act == () and fused.cudnn_convs == ()
+    assert fused.norm_act == {(8, 0, True), (16, 0, True), (32, 0, True)}  # small maps: finished in the passes
+    assert fused.conv_act == () and fused.cudnn_convs == ()
     assert [(c.in_channels, c.out_channels, relu, first) for c, relu, first in fused.small_conv] == [
         (1, 8, False, True),  # the fp32 images' layer
         (8, 16, False, False),

@@ -157,7 +157,7 @@ def test_cuda_specnet_trains_through_the_fused_pairs(monkeypatch):
 
     calls = []
     original = _norm_act.NormAct.apply
-    monkeypatch.setattr(_norm_act.NormAct, "apply", lambda *a: calls.append(a[-1]) or original(*a))
+    monkeypatch.setattr(_norm_act.NormAct, "apply", lambda *a: calls.append(a[4]) or original(*a))  # its ACT code
     model = build_model(resolve_spec("digits-cnn", in_shape=(1, 28, 28), num_classes=10)).cuda()
     model = model.to(memory_format=torch.channels_last)
     x = torch.randn(16, 1, 28, 28, device="cuda").contiguous(memory_format=torch.channels_last)
@@ -189,10 +189,13 @@ def test_cuda_compile_kernels_covers_what_training_launches():
     def compiled() -> int:
         return sum(len(cache[0]) for jit in jits for cache in jit.device_caches.values())
 
-    _norm_act.compile_kernels(torch.bfloat16, {(48, 1), (384, 0)})
+    cases = [((32, 48, 15, 15), nn.GELU()), ((16, 384, 4, 4), nn.ReLU()), ((1024, 64, 15, 15), nn.GELU())]
+    itself = [_norm_act.finishes_itself(n * h * w, c) for (n, c, h, w), _ in cases]
+    assert itself == [True, True, False]  # the elementwise passes finish the small maps' sums, launches the big one's
+    _norm_act.compile_kernels(torch.bfloat16, {(48, 1, True), (384, 0, True), (64, 1, False)})
     before = compiled()
-    assert before >= 12
-    for shape, act in [((32, 48, 15, 15), nn.GELU()), ((16, 384, 4, 4), nn.ReLU())]:
+    assert before >= 10
+    for shape, act in cases:
         norm = nn.BatchNorm2d(shape[1]).cuda()
         x = torch.randn(shape, device="cuda").to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
         y = _norm_act.norm_act(norm, _norm_act.activation_code(norm, act), x.requires_grad_(True))

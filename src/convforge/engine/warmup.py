@@ -98,7 +98,7 @@ def _pool_channels_of(model: str, channels: int = 3, size: tuple[int, int] = (32
 class Fusions(NamedTuple):
     """What SpecNet runs on convforge's kernels (engine/warmup.py compiles them early)."""
 
-    norm_act: frozenset = frozenset()  # (channels, ACT code) of each batchnorm + activation pair (models/_norm_act.py)
+    norm_act: frozenset = frozenset()  # (channels, ACT code, finishes_itself) of each batchnorm + activation pair
     conv_act: tuple = ()  # (conv, ACT code) of each forward-only conv + activation pair (models/_conv_act.py)
     small_conv: tuple = ()  # (conv, ReLU fused, first layer) of each small conv (models/_small_conv.py)
     small_dense: tuple = ()  # (linear, ReLU fused, first layer) of each small dense layer (models/_small_dense.py)
@@ -118,9 +118,13 @@ def _fusions(model: str, channels: int = 3, size: tuple[int, int] = (32, 32), ba
     with torch.device("meta"):
         net = build_model(spec)
     layers = net.layers
-    norms = {(layers[i].num_features, _norm_act.activation_code(layers[i], layers[i + 1])) for i in net.norm_act}
-    stems = [(layers[i], _conv_act.activation_code(layers[i], layers[i + 1])) for i in sorted(net.conv_act)]
     nxt, shapes = [*layers[1:], None], [layer["out_shape"] for layer in spec.to_dict()["layers"]]
+    norms = {
+        (c, _norm_act.activation_code(layers[i], nxt[i]), _norm_act.finishes_itself(batch * h * w, c))
+        for i in net.norm_act
+        for c, h, w in [shapes[i]]
+    }
+    stems = [(layers[i], _conv_act.activation_code(layers[i], layers[i + 1])) for i in sorted(net.conv_act)]
     convs = [
         (layers[i], _kernels.fuses_relu(nxt[i]), i == 0)
         for i in sorted(net.small_conv)

@@ -33,7 +33,9 @@ FINISH_CHANNELS = 16  # channels per finishing program
 # of its channels itself from the partial sums, instead of a finishing launch before it: the partial sums are then
 # small (digits-cnn's maps: 49-196 programs), while a big map's tens of thousands of programs would each read them.
 # Six launches fewer in digits-cnn's step: 0.269 -> 0.261 s, alternating runs on one H200 (same_recipe_ab_finish_*.txt;
-# the sums are added in another order, so the bits differ from the finishing launches').
+# the sums are added in another order, so the bits differ from the finishing launches'). A batchnorm decides by the
+# largest batch it has seen (the training batch), so an epoch's smaller last batch takes the same kernels, and the
+# warm-up compiles one variant (folder-fast's first run on an empty Triton cache had waited 1.9 s for both).
 FINISHING_PROGRAMS = 256
 
 
@@ -62,7 +64,15 @@ def fused_code(norm: nn.Module, act: nn.Module, x: torch.Tensor) -> int | None:
 
 def norm_act(norm: nn.BatchNorm2d, code: int, x: torch.Tensor) -> torch.Tensor:
     """act(norm(x)) in training mode (batch statistics; the running statistics updated)."""
-    return NormAct.apply(x, norm.weight, norm.bias, norm, code)
+    n, c, h, w = x.shape
+    most = norm.__dict__["_convforge_rows"] = max(norm.__dict__.get("_convforge_rows", 0), n * h * w)
+    return NormAct.apply(x, norm.weight, norm.bias, norm, code, finishes_itself(most, c))
+
+
+def finishes_itself(rows: int, c: int) -> bool:
+    """The element-wise passes finish the sums themselves on a map of `rows` x `c` (FINISHING_PROGRAMS)."""
+    p = _plan(rows, c, 1)  # the element-wise grid does not depend on the SM count
+    return _kernels.cdiv(rows, p.apply_rows) * p.blocks <= FINISHING_PROGRAMS
 
 
 @functools.cache
@@ -86,11 +96,6 @@ class _Plan(NamedTuple):
     finish_bc: int  # channels per finishing program
 
 
-def _finishes_itself(p: _Plan, rows: int) -> bool:
-    """The element-wise pass finishes the sums itself (FINISHING_PROGRAMS)."""
-    return _kernels.cdiv(rows, p.apply_rows) * p.blocks <= FINISHING_PROGRAMS
-
-
 def _plan(rows: int, c: int, sms: int) -> _Plan:
     bc = min(64, max(4, _pow2(c)))
     blocks = _kernels.cdiv(c, bc)
@@ -102,55 +107,51 @@ def _plan(rows: int, c: int, sms: int) -> _Plan:
     return _Plan(bc, blocks, sum_rows, per_program, _kernels.cdiv(rows, per_program), APPLY_TILE // bc, finish_bc)
 
 
-def compile_kernels(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> None:
-    """Compile (or load from Triton's disk cache) the kernels for maps of `dtype` with each (channels, ACT code) of
-    `pairs` without running them. Triton specializes on the constexprs (tile shapes follow the channel count), dtypes
-    and whether the channel count is a multiple of 16: what a later launch on the real maps picks up."""
+def compile_kernels(dtype: torch.dtype, pairs: set[tuple[int, int, bool]]) -> None:
+    """Compile (or load from Triton's disk cache) the kernels for maps of `dtype` with each (channels, ACT code,
+    finishes_itself) of `pairs` without running them. Triton specializes on the constexprs (tile shapes follow the
+    channel count), dtypes and whether the channel count is a multiple of 16: what a later launch on the real maps
+    picks up."""
     for job in compile_jobs(dtype, pairs):
         job()
 
 
-def compile_jobs(dtype: torch.dtype, pairs: set[tuple[int, int]]) -> list[Callable[[], object]]:
+def compile_jobs(dtype: torch.dtype, pairs: set[tuple[int, int, bool]]) -> list[Callable[[], object]]:
     """compile_kernels' work as independent calls, one per distinct specialization (engine/warmup.py runs them in
     threads while the data loads: folder-fast's 10 kernels took 2.1-2.8 s in one thread, 1.35-1.42 s in four on
     H200 hosts, benchmarks/results/triton_compile_time_*.log)."""
     jobs: dict[tuple, Callable[[], object]] = {}  # channel counts with the same tiles share kernels
-    for c, code in sorted(pairs):
-        for key, job in _compile_jobs(dtype, c, code).items():
+    for c, code, itself in sorted(pairs):
+        for key, job in _compile_jobs(dtype, c, code, itself).items():
             jobs.setdefault(key, job)
     return list(jobs.values())
 
 
-def _compile_jobs(dtype: torch.dtype, c: int, code: int) -> dict[tuple, Callable[[], object]]:
+def _compile_jobs(dtype: torch.dtype, c: int, code: int, itself: bool) -> dict[tuple, Callable[[], object]]:
     k = _source()
     ptr, f32, i64 = dtype, torch.float32, torch.int64
     p = _plan(2**20, c, 132)  # the row count is unspecialized; the tiles depend on the channels only
     sums = dict(BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS, grid=(1, 1))
-    apply = dict(ACT=code, BM=p.apply_rows, BC=p.bc, num_warps=APPLY_WARPS, grid=(1, 1))
+    apply = dict(ACT=code, BM=p.apply_rows, BC=p.bc, BP=SUM_TILE // p.bc, num_warps=APPLY_WARPS, grid=(1, 1))
     finish = dict(BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS, grid=(1,))
     wide = c % 16 == 0  # Triton's "divisible by 16" specialization of the channel count
     rows, per_program, programs = 2**20, 4096, 256  # unspecialized sizes: any values
     stats = (f32, f32, f32, f32, f32, f32, i64, 0.1, 1e-5, rows, c, programs)  # partial ... programs
     calls = {  # key: (kernel, arguments as a launch passes them, constexprs and launch options)
         ("stats_partial", p.bc, wide): (k.stats_partial, (ptr, f32, rows, c, per_program, programs), sums),
-        ("stats_finish", p.finish_bc, wide): (k.stats_finish, (ptr, *stats), finish),
+        ("apply_forward", p.bc, wide, code, itself): (k.apply_forward, (ptr, ptr, *stats), {**apply, "FINISH": itself}),
         ("grad_partial", p.bc, wide, code): (
             k.grad_partial,
             (ptr, ptr, ptr, *[f32] * 5, rows, c, per_program, programs),
             {**sums, "ACT": code},
         ),
-        ("sum_partials", p.finish_bc, wide): (k.sum_partials, (f32, f32, c, programs), finish),
-    }
-    apply = {**apply, "BP": SUM_TILE // p.bc}
-    for itself in (False, True):  # which one a map takes follows its size: both
-        calls["apply_forward", p.bc, wide, code, itself] = (
-            k.apply_forward,
-            (ptr, ptr, *stats),
-            {**apply, "FINISH": itself},
-        )
-        calls["grad_apply", p.bc, wide, code, itself] = (
+        ("sum_partials", p.finish_bc, wide): (k.sum_partials, (f32, f32, c, programs), finish),  # also: no dx
+        ("grad_apply", p.bc, wide, code, itself): (
             k.grad_apply, (ptr, ptr, ptr, *[f32] * 6, rows, c, programs), {**apply, "ADD": itself}
-        )  # fmt: skip
+        ),
+    }  # fmt: skip
+    if not itself:
+        calls["stats_finish", p.finish_bc, wide] = (k.stats_finish, (ptr, *stats), finish)
     return {key: _kernels.ahead(kernel, *args, **kw) for key, (kernel, args, kw) in calls.items()}
 
 
@@ -158,7 +159,7 @@ class NormAct(torch.autograd.Function):
     """act(batch_norm(x, training=True)) for a channels_last x; gradients for x, weight and bias."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, norm, code):
+    def forward(ctx, x, weight, bias, norm, code, itself=False):
         k = _source()
         n, c, h, w = x.shape
         rows = n * h * w
@@ -171,7 +172,6 @@ class NormAct(torch.autograd.Function):
         )
         stats = torch.empty(4, c, **f32)  # mean, 1/std, scale, shift
         kept = (stats, norm.running_mean, norm.running_var, norm.num_batches_tracked, norm.momentum, norm.eps)
-        itself = _finishes_itself(p, rows)
         if not itself:
             _kernels.launcher(k.stats_finish, (_kernels.cdiv(c, p.finish_bc),))(
                 x, partials, weight, bias, *kept, rows, c, p.programs, BP=SUM_TILE // p.finish_bc, BC=p.finish_bc,
@@ -184,7 +184,7 @@ class NormAct(torch.autograd.Function):
             BC=p.bc, BP=SUM_TILE // p.bc, num_warps=APPLY_WARPS,
         )  # fmt: skip
         ctx.save_for_backward(x, stats)
-        ctx.code = code
+        ctx.code, ctx.itself = code, itself
         return y
 
     @staticmethod
@@ -203,7 +203,7 @@ class NormAct(torch.autograd.Function):
             BM=p.sum_rows, BC=p.bc, num_warps=SUM_WARPS,
         )  # fmt: skip
         sums = torch.empty(2, c, dtype=torch.float32, device=x.device)  # of g, of g * xhat: bias, weight gradients
-        itself = ctx.needs_input_grad[0] and _finishes_itself(p, rows)
+        itself = ctx.needs_input_grad[0] and ctx.itself
         if not itself:
             _kernels.launcher(k.sum_partials, (_kernels.cdiv(c, p.finish_bc),))(
                 partials, sums, c, p.programs, BP=SUM_TILE // p.finish_bc, BC=p.finish_bc, num_warps=SUM_WARPS
@@ -218,4 +218,4 @@ class NormAct(torch.autograd.Function):
             )  # fmt: skip
         dw = sums[1] if ctx.needs_input_grad[1] else None
         db = sums[0] if ctx.needs_input_grad[2] else None
-        return dx, dw, db, None, None
+        return dx, dw, db, None, None, None
