@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 import triton
 import triton.language as tl
+from _graph_timing import captured, replay_us
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 CHAIN = 40
@@ -45,28 +46,16 @@ def chain(a: torch.Tensor, b: torch.Tensor, variant: str, block: int) -> None:
         add_one[grid](src, dst, a.numel(), WAIT=wait, EARLY=early, BLOCK=block, launch_pdl=wait)
 
 
-def time_graph(variant: str, elements: int, block: int, replays: int = 200) -> tuple[float, float]:
+def time_graph(variant: str, elements: int, block: int) -> tuple[float, float]:
+    """Microseconds per kernel of the captured chain's replays, and the result of one replay from zeros."""
     a = torch.zeros(elements, device="cuda", dtype=torch.bfloat16)
     b = torch.zeros_like(a)
-    chain(a, b, variant, block)  # compile
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        chain(a, b, variant, block)
+    graph = captured(lambda: chain(a, b, variant, block))  # compiles first
     a.zero_()
     b.zero_()
     graph.replay()
-    torch.cuda.synchronize()
     check = float(a[0].item())  # 40 adds of 1 (exact in bf16)
-    for _ in range(20):
-        graph.replay()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(replays):
-        graph.replay()
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) * 1000 / replays / CHAIN, check
+    return replay_us(graph, reps=200, warm=20) / CHAIN, check
 
 
 def main() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +36,19 @@ def triton_interpreter():
     forget()
     yield
     forget()
+
+
+@pytest.fixture
+def fresh_python():
+    """Run Python code in a fresh interpreter (what a process imports at its first use of something), returning its
+    stripped standard output; a failure shows its error."""
+
+    def run(code: str) -> str:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return done.stdout.strip()
+
+    return run
 
 
 def make_folder(root: Path, classes=("circle", "square"), per_class: int = 20, size: int = 16, seed: int = 0) -> Path:

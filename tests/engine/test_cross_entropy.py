@@ -239,12 +239,9 @@ def test_cuda_large_problems_take_pytorch() -> None:
     assert torch.equal(ce.cross_entropy(logits, labels), F.cross_entropy(logits, labels))
 
 
-def test_backward_imports_no_symbolic_shapes() -> None:
+def test_backward_imports_no_symbolic_shapes(fresh_python) -> None:
     """torch.autograd.backward with a given gradient imports torch.fx's symbolic shapes (sympy, ~2 s at a fresh
     process's first step); backward() goes to the engine directly. In a process of its own: others import it."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, torch\n"
         "from convforge.engine import cross_entropy as ce\n"
@@ -253,6 +250,4 @@ def test_backward_imports_no_symbolic_shapes() -> None:
         "assert x.grad is not None and x.grad.abs().sum() > 0\n"
         "print('torch.fx.experimental.symbolic_shapes' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "False"
+    assert fresh_python(code) == "False"

@@ -10,53 +10,17 @@ import pytest
 triton = pytest.importorskip("triton")
 
 P, F, N, C = "*bf16", "*fp32", "i32", "constexpr"  # pointers, fp32 pointers, ints, constexprs
+# the batchnorm statistics' arguments after the map (stats_finish's, and apply_forward's when it finishes them)
+STATS = dict(partial=F, weight=F, bias=F, stats=F, running_mean=F, running_var=F, batches="*i64", momentum="fp32",
+             eps="fp32", rows=N, c=N, programs=N)  # fmt: skip
 NORM_ACT = {  # kernel: (signature, constexprs)
     "stats_partial": (
         dict(x=P, partial=F, rows=N, c=N, rows_per_program=N, programs=N, BM=C, BC=C),
         dict(BM=64, BC=64),
     ),
-    "stats_finish": (
-        dict(
-            x=P,
-            partial=F,
-            weight=F,
-            bias=F,
-            stats=F,
-            running_mean=F,
-            running_var=F,
-            batches="*i64",
-            momentum="fp32",
-            eps="fp32",
-            rows=N,
-            c=N,
-            programs=N,
-            BP=C,
-            BC=C,
-        ),
-        dict(BP=256, BC=16),
-    ),
+    "stats_finish": (dict(x=P, **STATS, BP=C, BC=C), dict(BP=256, BC=16)),
     "apply_forward": (
-        dict(
-            x=P,
-            y=P,
-            partial=F,
-            weight=F,
-            bias=F,
-            stats=F,
-            running_mean=F,
-            running_var=F,
-            batches="*i64",
-            momentum="fp32",
-            eps="fp32",
-            rows=N,
-            c=N,
-            programs=N,
-            ACT=C,
-            FINISH=C,
-            BM=C,
-            BC=C,
-            BP=C,
-        ),
+        dict(x=P, y=P, **STATS, ACT=C, FINISH=C, BM=C, BC=C, BP=C),
         dict(FINISH=True, BM=64, BC=64, BP=64),
     ),
     "grad_partial": (
