@@ -156,7 +156,8 @@ def _compile_jobs(dtype: torch.dtype, c: int, code: int, itself: bool) -> dict[t
 
 
 class NormAct(torch.autograd.Function):
-    """act(batch_norm(x, training=True)) for a channels_last x; gradients for x, weight and bias."""
+    """act(batch_norm(x, training=True)) for a channels_last x; gradients for x, weight and bias. `itself`: the
+    element-wise passes finish the sums (norm_act decides by the layer's largest batch: FINISHING_PROGRAMS)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, norm, code, itself=False):
