@@ -131,3 +131,26 @@ def _equal_to_the_eager_loop(tmp_path, monkeypatch, solver: str, aug: dict, timi
     first = [1, 1] + [1] * ahead + [8] * chunks + [1] * (22 - 3 - ahead - 8 * chunks)
     assert replays == first + ([8, 8] + [1] * 6) * 2
     return fake.fast
+
+
+def test_collection_is_paused_inside_a_capture_and_restored_after() -> None:
+    """engine/fast/graph.py collection_paused: no cyclic garbage collection while a graph is captured (it could free
+    an earlier trainer's CUDA graphs mid-capture), the collector's own state restored after, errors included."""
+    import gc
+
+    from convforge.engine.fast.graph import collection_paused
+
+    assert gc.isenabled()
+    with collection_paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError), collection_paused():
+        raise RuntimeError("capture failed")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collection_paused():
+            pass
+        assert not gc.isenabled()  # off before: stays off
+    finally:
+        gc.enable()

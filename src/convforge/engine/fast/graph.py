@@ -18,9 +18,11 @@ on replay exactly as in eager code, so graph and eager draw the same numbers); a
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import torch
@@ -92,6 +94,21 @@ def epoch_lrs(scheduler: torch.optim.lr_scheduler.LambdaLR, steps: int) -> list[
     s0 = scheduler.last_epoch
     pairs = list(zip(scheduler.lr_lambdas, scheduler.base_lrs))
     return [[base * lam(s0 + i) for lam, base in pairs] for i in range(steps)]
+
+
+@contextlib.contextmanager
+def collection_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off inside: a collection during a capture can free an earlier run's trainer
+    (it and its GraphStep refer to each other), destroying its CUDA graphs and memory mid-capture. A capture behind
+    queued replays once failed so, intermittently, in the GPU tests after many trainers (cudaErrorStream
+    CaptureInvalidated, gpu_tests_final4_session13_*.log; the cause is this inference, not observed directly)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def add_metrics(
@@ -204,10 +221,10 @@ class GraphStep:
         start = time.perf_counter()
         try:
             if sync:
-                with torch.cuda.graph(graph, pool=self.pool, stream=stream):
+                with collection_paused(), torch.cuda.graph(graph, pool=self.pool, stream=stream):
                     self._chunk(steps, tensor_lr=True)
             else:
-                with torch.cuda.stream(stream):
+                with collection_paused(), torch.cuda.stream(stream):
                     graph.capture_begin(pool=self.pool)
                     try:
                         self._chunk(steps, tensor_lr=True)
