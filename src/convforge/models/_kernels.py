@@ -171,13 +171,13 @@ SIDE_BY_SIDE = True  # benchmarks switch it off to measure the launches one afte
 _SIDE_STREAMS: dict[torch.device, torch.cuda.Stream] = {}
 
 
-def side_by_side(first: Callable[[], object] | None, second: Callable[[], object] | None) -> None:
+def side_by_side(first: Callable[[], object] | None, second: Callable[[], object] | None, beside: bool = True) -> None:
     """first() on the current stream and second() on a side stream beside it, then joined, while a CUDA graph is
     being captured: the graph holds them as two parallel branches, which the GPU runs at once (a backward's input
-    gradient and weight gradient: small latency-bound launches that need not wait for each other). Eagerly they
-    run one after the other (no stream events on the host's path). Both may only write tensors allocated before;
-    None is nothing to run."""
-    capturing = SIDE_BY_SIDE and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    gradient and weight gradient: small latency-bound launches that need not wait for each other). Eagerly, or with
+    `beside` False (the caller measured them slower so), they run one after the other (no stream events on the
+    host's path). Both may only write tensors allocated before; None is nothing to run."""
+    capturing = beside and SIDE_BY_SIDE and torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
     if first is None or second is None or not capturing:
         for call in (first, second):
             if call is not None:

@@ -192,12 +192,8 @@ class SmallConv(torch.autograd.Function):
         if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
             dw, db, weight_grads = _weight_grads(x, dy, y, weight, ctx.geometry, ctx.has_bias)
         (kh, kw), _ = ctx.geometry
-        if _kernels.cdiv(kh * kw * cin, WGRAD_K) <= SIDE_BY_SIDE_COLUMNS:
-            _kernels.side_by_side(input_grad, weight_grads)  # independent: beside each other in a captured step
-        else:
-            for launch in (input_grad, weight_grads):
-                if launch is not None:
-                    launch()
+        beside = _kernels.cdiv(kh * kw * cin, WGRAD_K) <= SIDE_BY_SIDE_COLUMNS  # shallow: beside in a captured step
+        _kernels.side_by_side(input_grad, weight_grads, beside)
         return None if dx is None else dx.to(x.dtype), dw, db, None, None, None
 
 

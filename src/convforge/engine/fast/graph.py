@@ -220,16 +220,17 @@ class GraphStep:
             torch.cuda.synchronize()  # host sync: once per synced graph
         start = time.perf_counter()
         try:
-            if sync:
-                with collection_paused(), torch.cuda.graph(graph, pool=self.pool, stream=stream):
-                    self._chunk(steps, tensor_lr=True)
-            else:
-                with collection_paused(), torch.cuda.stream(stream):
-                    graph.capture_begin(pool=self.pool)
-                    try:
+            with collection_paused():
+                if sync:
+                    with torch.cuda.graph(graph, pool=self.pool, stream=stream):
                         self._chunk(steps, tensor_lr=True)
-                    finally:
-                        graph.capture_end()
+                else:
+                    with torch.cuda.stream(stream):
+                        graph.capture_begin(pool=self.pool)
+                        try:
+                            self._chunk(steps, tensor_lr=True)
+                        finally:
+                            graph.capture_end()
         finally:
             for g, lr in zip(groups, floats):
                 g["lr"] = lr
