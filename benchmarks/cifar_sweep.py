@@ -104,6 +104,18 @@ PLANS = {
         ("muon e9 batch 1600", {"epochs": 9, "batch_size": 1600}, {}, {}),
         ("muon e12", {"epochs": 12}, {}, {}),
     ],
+    # airbench94_muon's schedule (linear from the peak down to 0, no warm-up) and its lookahead-free run
+    "schedule": [
+        ("muon e9", {"epochs": 9}, {}, {}),
+        ("muon e9 linear", {"epochs": 9, "schedule": "linear"}, {}, {}),
+        ("muon e9 linear no lookahead", {"epochs": 9, "schedule": "linear", "lookahead": 0}, {}, {}),
+        ("muon e9 cosine", {"epochs": 9, "schedule": "cosine"}, {}, {}),
+        ("muon e9 linear warm-up 0.5", {"epochs": 9, "schedule": "linear", "warmup_epochs": 0.5}, {}, {}),
+        ("muon e8 linear no lookahead", {"epochs": 8, "schedule": "linear", "lookahead": 0}, {}, {}),
+        ("muon e9 linear lr 0.3", {"epochs": 9, "schedule": "linear", "lr": 0.3}, {}, {}),
+        ("muon e9 linear m 0.7", {"epochs": 9, "schedule": "linear", "momentum": 0.7}, {}, {}),
+        ("muon e9 linear lookahead 10", {"epochs": 9, "schedule": "linear", "lookahead": 10}, {}, {}),
+    ],
 }
 
 

@@ -98,6 +98,8 @@ def test_schedules_shapes():
     assert one[0] < 0.1 and peak == 10 and one[-1] < 0.01
     tri = _lrs(TrainConfig(schedule="triangle", epochs=10))  # 100 steps: peak at step 23, 0.07 at the end
     assert math.isclose(tri[0], 0.2) and tri.index(max(tri)) == 23 and math.isclose(tri[61], 1 - 0.93 * 38 / 77)
+    lin = _lrs(TrainConfig(schedule="linear", epochs=10))  # 100 steps: 1 at step 0, down by 0.01 a step
+    assert lin[0] == 1.0 and math.isclose(lin[40], 0.6) and math.isclose(lin[-1], 0.01)
     warm = _lrs(TrainConfig(schedule="constant", epochs=2, warmup_epochs=1))
     assert math.isclose(warm[0], 0.1) and warm[9] == 1.0
 

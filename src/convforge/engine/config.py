@@ -28,7 +28,7 @@ class TrainConfig:
     lr: float | str | None = None  # None: the solver's usual default; "suggested": run lr-find first
     momentum: float | None = None  # None: the solver's default (0.9 for sgdm/nesterov)
     weight_decay: float = 0.0
-    schedule: str = "cosine"  # constant | step | piecewise | cosine | onecycle | triangle
+    schedule: str = "cosine"  # constant | step | piecewise | cosine | onecycle | triangle | linear
     warmup_epochs: float = 0.0
     step_epochs: int = 10  # step: multiply lr by gamma every step_epochs
     milestones: tuple[int, ...] = ()  # piecewise: epochs at which lr is multiplied by gamma

@@ -62,6 +62,12 @@ def triangle(cfg: TrainConfig, steps_per_epoch: int, total: int) -> Callable[[in
     return f
 
 
+@SCHEDULES.register("linear")
+def linear(cfg: TrainConfig, steps_per_epoch: int, total: int) -> Callable[[int], float]:
+    # airbench94_muon's: straight from the peak down to 0 at the last step (warmup_epochs adds a warm-up)
+    return lambda step: max(0.0, 1.0 - step / max(1, total))
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
