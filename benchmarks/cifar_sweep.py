@@ -104,6 +104,14 @@ PLANS = {
         ("muon e9 batch 1600", {"epochs": 9, "batch_size": 1600}, {}, {}),
         ("muon e12", {"epochs": 12}, {}, {}),
     ],
+    # accuracy per epoch count: how much faster a step must be for more accuracy in the same second
+    "epochs": [
+        ("muon e9", {"epochs": 9}, {}, {}),
+        ("muon e10", {"epochs": 10}, {}, {}),
+        ("muon e11", {"epochs": 11}, {}, {}),
+        ("muon e12", {"epochs": 12}, {}, {}),
+        ("muon e14", {"epochs": 14}, {}, {}),
+    ],
     # airbench94_muon's schedule (linear from the peak down to 0, no warm-up) and its lookahead-free run
     "schedule": [
         ("muon e9", {"epochs": 9}, {}, {}),
