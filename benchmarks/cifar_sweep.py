@@ -121,17 +121,7 @@ PLANS = {
         ("muon e10 no stem bias", {"epochs": 10}, {"stem_bias": False}, {"stem_bias_epochs": 0}),
         ("muon e10 stem bias 1 epoch", {"epochs": 10}, {}, {"stem_bias_epochs": 1}),
     ],
-    # training on random crops smaller than the 32x32 images (fewer FLOPs a step); evaluation sees whole images
-    "crop": [
-        ("muon e9", {"epochs": 9}, {}, {}),
-        ("crop 28 e9", {"epochs": 9, "crop_size": 28, "crop_pad": 0}, {}, {}),
-        ("crop 28 pad 2 e9", {"epochs": 9, "crop_size": 28}, {}, {}),
-        ("crop 28 e11", {"epochs": 11, "crop_size": 28, "crop_pad": 0}, {}, {}),
-        ("crop 28 e12", {"epochs": 12, "crop_size": 28, "crop_pad": 0}, {}, {}),
-        ("crop 28 e13", {"epochs": 13, "crop_size": 28, "crop_pad": 0}, {}, {}),
-        ("crop 28 pad 2 e12", {"epochs": 12, "crop_size": 28}, {}, {}),
-        ("crop 24 e14", {"epochs": 14, "crop_size": 24, "crop_pad": 0}, {}, {}),
-    ],
+    # (plan "crop", random crops smaller than the images, ran at commit a29462a with its --crop-size: reverted after)
     # airbench94_muon's schedule (linear from the peak down to 0, no warm-up) and its lookahead-free run
     "schedule": [
         ("muon e9", {"epochs": 9}, {}, {}),

@@ -22,7 +22,6 @@ class Augment:
     shear: float = 0.0  # degrees
     zoom: float = 0.0  # fraction
     crop_pad: int = 0  # pixels: reflect-pad, then a random crop of the original size
-    crop_size: int = 0  # pixels: train on a random square window this wide (0: the whole image)
     cutout: int = 0  # pixels: side of one zeroed square per image
     brightness: float = 0.0  # fraction of the 0..1 pixel range
     contrast: float = 0.0  # fraction
@@ -30,8 +29,7 @@ class Augment:
     @property
     def active(self) -> bool:
         photometric = self.brightness > 0 or self.contrast > 0
-        cropped = self.crop_pad > 0 or self.crop_size > 0
-        return self.flip or self.geometric or cropped or self.cutout > 0 or photometric
+        return self.flip or self.geometric or self.crop_pad > 0 or self.cutout > 0 or photometric
 
     @property
     def geometric(self) -> bool:
@@ -40,8 +38,7 @@ class Augment:
 
 def augment_of(cfg) -> Augment:
     """The augmentation a TrainConfig asks for."""
-    return Augment(cfg.flip, cfg.shift, cfg.shear, cfg.zoom, cfg.crop_pad, cfg.crop_size, cfg.cutout, cfg.brightness,
-                   cfg.contrast)  # fmt: skip
+    return Augment(cfg.flip, cfg.shift, cfg.shear, cfg.zoom, cfg.crop_pad, cfg.cutout, cfg.brightness, cfg.contrast)
 
 
 def _uniform(n: int, bound: float, gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -61,20 +58,17 @@ def random_affine(n: int, aug: Augment, gen: torch.Generator, device: torch.devi
     return theta
 
 
-def crop_shift(images: torch.Tensor, pad: int, gen: torch.Generator, size: int = 0) -> torch.Tensor:
-    """Shift each image by up to `pad` pixels each way: reflect-pad, then one gather of a random window of the
-    original size, or with `size` a random size x size window (a smaller one: random crops)."""
+def crop_shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
+    """Shift each image by up to `pad` pixels each way: reflect-pad, then one gather of a random window."""
     n, c, h, w = images.shape
     dev = images.device
-    out_h, out_w = (size, size) if size else (h, w)
-    if pad:
-        mode = "reflect" if pad < min(h, w) else "replicate"
-        images = F.pad(images, (pad, pad, pad, pad), mode=mode)
-    top = torch.randint(0, h + 2 * pad - out_h + 1, (n, 1), generator=gen, device=dev)
-    left = torch.randint(0, w + 2 * pad - out_w + 1, (n, 1), generator=gen, device=dev)
-    rows = (torch.arange(out_h, device=dev) + top).view(n, 1, out_h, 1)
-    cols = (torch.arange(out_w, device=dev) + left).view(n, 1, 1, out_w)
-    return images[
+    mode = "reflect" if pad < min(h, w) else "replicate"
+    padded = F.pad(images, (pad, pad, pad, pad), mode=mode)
+    top = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
+    left = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
+    rows = (torch.arange(h, device=dev) + top).view(n, 1, h, 1)
+    cols = (torch.arange(w, device=dev) + left).view(n, 1, 1, w)
+    return padded[
         torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1), rows, cols
     ]
 
@@ -123,8 +117,8 @@ def augment_batch(
         if flip is None:
             flip = torch.rand(n, generator=gen, device=images.device) < 0.5
         images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
-    if aug.crop_pad > 0 or aug.crop_size > 0:
-        images = crop_shift(images, aug.crop_pad, gen, aug.crop_size)
+    if aug.crop_pad > 0:
+        images = crop_shift(images, aug.crop_pad, gen)
     if aug.geometric:
         theta = random_affine(n, aug, gen, images.device)
         grid = F.affine_grid(theta, list(images.shape), align_corners=False)

@@ -49,7 +49,6 @@ class TrainConfig:
     zoom: float = 0.0  # max zoom in/out as a fraction
     rescale: str = "standardize"  # standardize: (x-mean)/std per channel | unit: x/255 (Keras rescale)
     crop_pad: int = 0  # random shift by up to this many pixels: reflect-pad and crop back (0 = off)
-    crop_size: int = 0  # train on random square crops this many pixels wide; evaluation sees whole images (0 = off)
     cutout: int = 0  # side in pixels of one random square set to zero per image (0 = off)
     brightness: float = 0.0  # max brightness change, a fraction of the pixel range
     contrast: float = 0.0  # max contrast change, a fraction (x -> mean + (x - mean) * (1 +- contrast))
@@ -98,7 +97,7 @@ class TrainConfig:
                 raise ConfigError(f"--{flag} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
-        for name in ("crop_pad", "crop_size", "cutout"):
+        for name in ("crop_pad", "cutout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 pixels, not {getattr(self, name)}")
         for name in ("brightness", "contrast"):

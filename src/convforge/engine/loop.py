@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 from .._config import from_dict, merge, to_dict
 from ..data import DataSplits, ImageSet, load_data
-from ..errors import ConfigError, ConvforgeError
+from ..errors import ConvforgeError
 from ..inference import autocast, batched_logits, resolve_device, resolve_precision, scale_factors
 from ..models import build_model, resolve_spec
 from ..run import Run, default_run_dir
@@ -115,20 +115,6 @@ def predictions(logits: torch.Tensor, binary: bool) -> torch.Tensor:
     return (logits[:, 0] > 0).long() if binary else logits.argmax(1)
 
 
-def _check_crop_size(cfg: TrainConfig, in_shape: tuple, spec) -> None:
-    """--crop-size trains on smaller windows than evaluation sees: the model's weights must not depend on the size."""
-    c, h, w = in_shape
-    if cfg.crop_size > min(h, w):
-        raise ConfigError(f"--crop-size {cfg.crop_size} is larger than the {h}x{w} images: give at most {min(h, w)}")
-    try:
-        cropped = resolve_spec(cfg.model, in_shape=(c, cfg.crop_size, cfg.crop_size), num_classes=spec.num_classes)
-    except ConvforgeError as e:
-        raise ConfigError(f"--crop-size {cfg.crop_size}: model {cfg.model} cannot take such crops ({e})") from None
-    if cropped.param_count != spec.param_count:
-        raise ConfigError(f"--crop-size needs a model that pools globally before its dense layers, unlike "
-                          f"{cfg.model}; leave --crop-size 0 or pick such a model")  # fmt: skip
-
-
 class Trainer:
     """One training run: owns the model, solver, schedule, data on device and the Run folder."""
 
@@ -139,8 +125,6 @@ class Trainer:
         self.classes = splits.classes
         in_shape = tuple(train.images.shape[1:])
         self.spec = resolve_spec(cfg.model, in_shape=in_shape, num_classes=len(self.classes))
-        if cfg.crop_size:
-            _check_crop_size(cfg, in_shape, self.spec)
         self.binary = self.spec.output == "sigmoid"
         self.model = build_model(self.spec).to(self.device)
         if self.device.type == "cuda":
