@@ -2,6 +2,11 @@
 
 Tolerances (probabilities): fp32 max |diff| <= 1e-4 and 100% top-1 agreement; tf32/fp16/bf16 <= 2e-2 and >= 99.9%.
 The reference runs in float32 with TF32 off, so fp32 is compared with true fp32 arithmetic.
+
+A half-precision top-1 that differs from the reference's on a near tie (the two classes' reference probabilities
+within TIE of each other) is rounding, not a bug, and does not count against the agreement: random-weight networks
+have many near ties (alexnet fp16: 1 of 256 images flipped with max |diff| 2.0e-3; H200, codegen_fp16_s14.log).
+Any other flip does, and fp32 allows none.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 from ..errors import ConvforgeError
 
 TOLERANCE = {"fp32": (1e-4, 1.0), "tf32": (2e-2, 0.999), "fp16": (2e-2, 0.999), "bf16": (2e-2, 0.999)}
+TIE = {"fp32": 0.0, "tf32": 1e-2, "fp16": 1e-2, "bf16": 2e-2}  # reference probability gaps a rounding may swap
 
 
 def synthetic_images(shape: tuple[int, int, int], n: int, seed: int = 0) -> np.ndarray:
@@ -73,11 +79,18 @@ def compare(ours: np.ndarray, ref: np.ndarray, precision: str) -> dict[str, Any]
     max_abs, min_agree = TOLERANCE[precision]
     diff = float(np.abs(ours - ref).max())
     if ref.shape[1] == 1:
-        agree = float(((ours[:, 0] > 0.5) == (ref[:, 0] > 0.5)).mean())
+        flips = (ours[:, 0] > 0.5) != (ref[:, 0] > 0.5)
+        gaps = np.abs(2 * ref[:, 0] - 1)  # the reference's p and 1 - p
     else:
-        agree = float((ours.argmax(1) == ref.argmax(1)).mean())
+        rows = np.arange(len(ref))
+        mine, theirs = ours.argmax(1), ref.argmax(1)
+        flips = mine != theirs
+        gaps = ref[rows, theirs] - ref[rows, mine]
+    near_ties = flips & (gaps <= TIE[precision])
+    agree = float(1 - (flips & ~near_ties).mean()) if len(ref) else 1.0
     ok = bool(diff <= max_abs and agree >= min_agree and np.isfinite(ours).all())
-    return dict(images=len(ref), max_abs_diff=diff, top1_agreement=agree, tolerance=max_abs, passed=ok)
+    return dict(images=len(ref), max_abs_diff=diff, top1_agreement=agree, near_tie_flips=int(near_ties.sum()),
+                tolerance=max_abs, passed=ok)  # fmt: skip
 
 
 def verify_project(run, out: Path, precision: str = "fp32", images: np.ndarray | None = None, n: int = 512):
@@ -91,7 +104,8 @@ def verify_project(run, out: Path, precision: str = "fp32", images: np.ndarray |
     if not result["passed"]:
         raise ConvforgeError(
             f"generated code disagrees with PyTorch ({precision}): max |diff| {result['max_abs_diff']:.2e} "
-            f"(limit {result['tolerance']:.0e}), top-1 agreement {result['top1_agreement']:.2%}; report this bug"
+            f"(limit {result['tolerance']:.0e}), top-1 agreement {result['top1_agreement']:.2%} (near ties aside); "
+            "report this bug"
         )
     return result
 
