@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib
 import json
 import statistics
 import tempfile
@@ -122,6 +123,18 @@ PLANS = {
         ("muon e10 stem bias 1 epoch", {"epochs": 10}, {}, {"stem_bias_epochs": 1}),
     ],
     # (plan "crop", random crops smaller than the images, ran at commit a29462a with its --crop-size: reverted after)
+    # lookahead's constants (engine/lookahead.py: START 0.3, DECAY_BASE 0.95, DECAY_POW 3; 6th item: module constants)
+    # and a 1-pixel translate
+    "lookahead": [
+        ("muon e9", {"epochs": 9}, {}, {}),
+        ("lookahead start 0.2", {"epochs": 9}, {}, {}, {}, {"engine.lookahead.START": 0.2}),
+        ("lookahead start 0.5", {"epochs": 9}, {}, {}, {}, {"engine.lookahead.START": 0.5}),
+        ("lookahead decay base 0.9", {"epochs": 9}, {}, {}, {}, {"engine.lookahead.DECAY_BASE": 0.9}),
+        ("lookahead decay base 0.98", {"epochs": 9}, {}, {}, {}, {"engine.lookahead.DECAY_BASE": 0.98}),
+        ("lookahead decay power 2", {"epochs": 9}, {}, {}, {}, {"engine.lookahead.DECAY_POW": 2.0}),
+        ("lookahead decay power 5", {"epochs": 9}, {}, {}, {}, {"engine.lookahead.DECAY_POW": 5.0}),
+        ("translate 1", {"epochs": 9, "crop_pad": 1}, {}, {}),
+    ],
     # airbench94_muon's schedule (linear from the peak down to 0, no warm-up) and its lookahead-free run
     "schedule": [
         ("muon e9", {"epochs": 9}, {}, {}),
@@ -137,8 +150,16 @@ PLANS = {
 }
 
 
-def run_variant(source: str, seed: int, hyp: dict, net: dict, tricks: dict, muon: dict | None = None) -> dict:
+def run_variant(source: str, seed: int, hyp: dict, net: dict, tricks: dict, muon: dict | None = None,
+                constants: dict | None = None) -> dict:  # fmt: skip
+    """One run of the recipe with `hyp` (TrainConfig options), NET / TRICKS / MUON entries and module `constants`
+    ({"engine.lookahead.START": 0.2}: convforge module attributes) changed for it."""
     saved_net, saved_tricks, saved_muon = dict(cifar10_fast.NET), dict(cifar10_fast.TRICKS), dict(cifar10_fast.MUON)
+    patched = [(importlib.import_module(f"convforge.{path.rpartition('.')[0]}"), path.rpartition(".")[2], value)
+               for path, value in (constants or {}).items()]  # fmt: skip
+    saved_constants = [(module, attr, getattr(module, attr)) for module, attr, _ in patched]
+    for module, attr, value in patched:
+        setattr(module, attr, value)
     cifar10_fast.NET.update(net)
     cifar10_fast.TRICKS.update(tricks)
     cifar10_fast.MUON.update(muon or {})
@@ -156,6 +177,8 @@ def run_variant(source: str, seed: int, hyp: dict, net: dict, tricks: dict, muon
         cifar10_fast.TRICKS.update(saved_tricks)
         cifar10_fast.MUON.clear()
         cifar10_fast.MUON.update(saved_muon)
+        for module, attr, value in saved_constants:
+            setattr(module, attr, value)
     epoch_s = [round(row["time_s"], 4) for row in r.history]
     return dict(train_s=sum(epoch_s), total_s=total, acc=r.test_accuracy, acc_no_tta=no_tta, epoch_s=epoch_s)
 

@@ -11,7 +11,8 @@ whitening bias frozen after 3 epochs (1.04 -> 1.00 s) and the frozen stem's conv
 87.5%, ReLU 87.4%, trained BN scale 84.4%, no 64x shift lr 86.8%, default init 86.6%, global avg pool 86.4%, fp32
 88.1% (no gain over bf16). With Muon (cifar_sweep_*_2026-11-23_*.md, 4 seeds): e9 90.32%, e10 90.41%, e11 90.56%,
 e12 90.57%, e14 90.92% in 1.49 s; a linear or cosine schedule, a warm-up, the whitening bias trained 0-2 epochs,
-cuDNN autotuning or 28-pixel training crops all stay on or below that line.
+lookahead's start, decay base or power moved, a 1-pixel translate, cuDNN autotuning or 28-pixel training crops all
+stay on or below that line.
 
 In the style of airbench94 (KellerJordan/cifar10-airbench, whose ablation table credits each trick with epochs
 saved) and David Page's CIFAR-10 speed runs, from their public descriptions, own code:
