@@ -135,6 +135,12 @@ PLANS = {
         ("lookahead decay power 5", {"epochs": 9}, {}, {}, {}, {"engine.lookahead.DECAY_POW": 5.0}),
         ("translate 1", {"epochs": 9, "crop_pad": 1}, {}, {}),
     ],
+    # the mirror + translate in one Triton launch (engine/augment.py FUSED) against PyTorch's ops, bracketed
+    "augment": [
+        ("muon e9", {"epochs": 9}, {}, {}),
+        ("muon e9 PyTorch augmentation", {"epochs": 9}, {}, {}, {}, {"engine.augment.FUSED": False}),
+        ("muon e9 (again)", {"epochs": 9}, {}, {}),
+    ],
     # airbench94_muon's schedule (linear from the peak down to 0, no warm-up) and its lookahead-free run
     "schedule": [
         ("muon e9", {"epochs": 9}, {}, {}),

@@ -25,12 +25,12 @@ def triton_interpreter():
     pytest.importorskip("triton")
     if os.environ.get("TRITON_INTERPRET") != "1":
         pytest.skip("Triton kernels compile for the GPU here; the interpreter tests run without one")
-    from convforge.engine import cross_entropy
+    from convforge.engine import augment, cross_entropy
     from convforge.engine import kernels as engine_kernels
     from convforge.models import _kernels
 
     def forget() -> None:  # kernels made before (e.g. compiled) are made again, interpreted
-        for cached in (_kernels._kernels, engine_kernels._adam_kernel, cross_entropy._forward_kernel):
+        for cached in (_kernels._kernels, engine_kernels._adam_kernel, cross_entropy._forward_kernel, augment._kernel):
             cached.cache_clear()
 
     forget()

@@ -14,6 +14,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "convforge"
 # every Triton kernel convforge launches (the helpers they call are jit functions too, but never launched)
 LAUNCHED = {
     "engine/_adam_triton.py": {"adam"},
+    "engine/_augment_triton.py": {"flip_shift"},
     "engine/_cross_entropy_triton.py": {"cross_entropy_forward"},
     "engine/fast/_gather_triton.py": {"gather_chunk"},
     "models/_conv_act_triton.py": {"conv_act_forward"},

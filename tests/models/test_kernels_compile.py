@@ -147,6 +147,13 @@ LOSS = {  # bf16 logits, up to 16 classes: the training step's (engine/cross_ent
         dict(BM=32, BC=16),
     ),
 }
+AUGMENT = {  # a mirror and a translate of fp32 RGB images (engine/augment.py)
+    "flip_shift": (
+        dict(src=F, dst=F, top="*i64", left="*i64", flip="*u8", total=N, h=N, w=N, pad=N, C=C, SHIFT=C, FLIP=C,
+             BLOCK=C),
+        dict(C=3, SHIFT=True, FLIP=True, BLOCK=1024),
+    ),
+}  # fmt: skip
 TABLES = {
     "norm_act": NORM_ACT,
     "pool": POOL_KERNELS,
@@ -155,6 +162,7 @@ TABLES = {
     "small_dense": SMALL_DENSE,
     "gather": GATHER,
     "loss": LOSS,
+    "augment": AUGMENT,
 }
 CASES = [
     (source, name, act)
@@ -170,7 +178,7 @@ def compile_all() -> list[str]:
     import triton
     from triton.backends.compiler import GPUTarget
 
-    from convforge.engine import cross_entropy
+    from convforge.engine import _augment_triton, cross_entropy
     from convforge.engine.fast import _gather_triton
     from convforge.models import (
         _conv_act_triton,
@@ -190,6 +198,7 @@ def compile_all() -> list[str]:
         "small_dense": _small_dense_triton,
         "gather": _gather_triton,
         "loss": types.SimpleNamespace(cross_entropy_forward=cross_entropy._forward_kernel()),  # a factory's kernel
+        "augment": _augment_triton,
     }
     failures = []
     for source, name, act in CASES:

@@ -30,6 +30,7 @@ from ..inference import resolve_precision
 from ..models import _conv_act, _kernels, _norm_act, _small_conv, _small_dense, build_model, resolve_spec
 from . import cross_entropy, kernels, muon
 from .augment import AlternateFlip, Augment, augment_batch, augment_of
+from .augment import compile_ahead as compile_augment
 from .fast import gather
 
 COMPILE_THREADS = 4
@@ -50,7 +51,7 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
         step = None if cfg.compile else (model, augment_of(cfg), cfg.flip and cfg.flip_mode == "alternate")
         args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices, cfg.batch_size,
-                channels, step)  # fmt: skip
+                channels, step, augment_of(cfg))  # fmt: skip
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -170,17 +171,18 @@ def _pool_channels(node) -> list[int]:
 
 def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
           dynamo: bool, matrices: list[tuple[int, int]] = (), batch: int = 64, channels: int = 3,
-          step: tuple | None = None) -> None:  # fmt: skip
+          step: tuple | None = None, augment: Augment = Augment()) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
     launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
     other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
-    the fused conv + activation's for each (conv, activation), and the small convs' and dense layers' of `pairs`;
+    the fused conv + activation's for each (conv, activation), the small convs' and dense layers' of `pairs`, and the
+    mirror + translate of `augment` on `channels`-channel images;
     then an epoch's PyTorch kernels around its steps (`batch` rows of `channels`-channel images), then Muon's batched
     products for the hidden `matrices` (engine/muon.py), then, with the kernels compiled, one step of the model
     (`step`: _start_step's arguments after the batch; None: none)."""
     compiling = None
     if _kernels.available():  # every run on CUDA launches some: the loss, the captured chunks' gather
-        args = (_compile, device, dtype, pools, adam, pairs)
+        args = (_compile, device, dtype, pools, adam, pairs, channels, augment)
         compiling = threading.Thread(target=_quietly, args=args, daemon=True)
         compiling.start()
     _quietly(_start_cudnn, device, dtype)
@@ -324,7 +326,8 @@ def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, chann
         torch.cuda.synchronize(device)
 
 
-def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions) -> None:
+def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
+             channels: int = 3, augment: Augment = Augment()) -> None:  # fmt: skip
     """The Triton compiles, in COMPILE_THREADS threads (ptxas runs as a subprocess; the rest holds the GIL part of
     the time: 4 threads compiled folder-fast's kernels 1.5-2.1x faster than one, triton_compile_time_*.log)."""
     jobs = []
@@ -335,6 +338,7 @@ def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: 
     # the loss: the steps' logits in autocast's dtype, measure()'s in fp32 (inference.batched_logits)
     jobs += [functools.partial(cross_entropy.compile_forward, t) for t in dict.fromkeys((dtype, torch.float32))]
     jobs.append(functools.partial(gather.compile_ahead, device))  # a captured chunk's batches (uint8 images)
+    jobs.append(functools.partial(compile_augment, channels, augment))  # their mirror + translate
     jobs += _norm_act.compile_jobs(dtype, pairs.norm_act) if pairs.norm_act else []
     jobs += [functools.partial(_conv_act.compile_kernel, conv, code, dtype) for conv, code in pairs.conv_act]
     if dtype != torch.float32:  # the small convs and dense layers run under autocast only; a first layer sees images
