@@ -1,6 +1,7 @@
-"""cifar10_fast: 90.34% +- 0.14% (5 runs, 10,000 JPEG training images held out) in 0.98-1.03 s of training, the
-process's first run included (H200, torch 2.11, benchmarks/results/train_speed_*_final*_session13.md; earlier 90.31%
-in 0.97 s after a first run of 1.21 s, train_speed_*_muon.md), with Muon for the conv filters
+"""cifar10_fast: 90.34% +- 0.14% (5 runs, 10,000 JPEG training images held out) in 0.92-0.94 s of training, the
+process's first run included, with its mirror + translate in one Triton launch (H200, torch 2.11,
+benchmarks/results/train_speed_*_final2_session14.md; 0.98-1.03 s before, train_speed_*_final*_session13.md;
+earlier 90.31% in 0.97 s after a first run of 1.21 s, train_speed_*_muon.md), with Muon for the conv filters
 (engine/muon.py) at batch 2000 for 9 epochs. Nesterov SGD at batch 1024 for 8 epochs had 88.12% in 0.93-0.97 s
 (train_speed_*_final_warmup1.md). Muon sweeps (cifar_sweep_*_muon1..4.md, 2-3 seeds): batch 1024 e8 89.73% vs SGD's
 87.90%; batch 2000 e8 89.81% in 0.87-0.92 s, e9 90.15-90.26% in 0.97-1.02 s, e10 90.16%, e12 90.67% in 1.29 s;
