@@ -75,13 +75,24 @@ def crop_shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Te
     dev = images.device
     mode = "reflect" if pad < min(h, w) else "replicate"
     padded = F.pad(images, (pad, pad, pad, pad), mode=mode)
-    top = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
-    left = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=dev)
+    top, left = _shifts(n, pad, gen, dev)
     rows = (torch.arange(h, device=dev) + top).view(n, 1, h, 1)
     cols = (torch.arange(w, device=dev) + left).view(n, 1, 1, w)
     return padded[
         torch.arange(n, device=dev).view(n, 1, 1, 1), torch.arange(c, device=dev).view(1, c, 1, 1), rows, cols
     ]
+
+
+def _shifts(n: int, pad: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's window corner in the padded image (N x 1 each): crop_shift's draws, which the one-launch path
+    makes too."""
+    top = torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=device)
+    return top, torch.randint(0, 2 * pad + 1, (n, 1), generator=gen, device=device)
+
+
+def _coins(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Which images a random flip mirrors: augment_batch's draw, which the one-launch path makes too."""
+    return torch.rand(n, generator=gen, device=device) < 0.5
 
 
 def cutout(images: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
@@ -128,7 +139,7 @@ def augment_batch(
     n = images.shape[0]
     if aug.flip:
         if flip is None:
-            flip = torch.rand(n, generator=gen, device=images.device) < 0.5
+            flip = _coins(n, gen, images.device)
         images = torch.where(flip.view(n, 1, 1, 1), images.flip(3), images)
     if aug.crop_pad > 0:
         images = crop_shift(images, aug.crop_pad, gen)
@@ -164,11 +175,8 @@ def _flip_shift(images: torch.Tensor, aug: Augment, gen: torch.Generator, flip: 
     n, c, h, w = images.shape
     dev = images.device
     if aug.flip and flip is None:
-        flip = torch.rand(n, generator=gen, device=dev) < 0.5
-    top = left = images  # unused pointers without a translate (the kernel's SHIFT)
-    if aug.crop_pad:
-        top = torch.randint(0, 2 * aug.crop_pad + 1, (n, 1), generator=gen, device=dev)
-        left = torch.randint(0, 2 * aug.crop_pad + 1, (n, 1), generator=gen, device=dev)
+        flip = _coins(n, gen, dev)
+    top, left = _shifts(n, aug.crop_pad, gen, dev) if aug.crop_pad else (images, images)  # unused without SHIFT
     mirrored = flip.view(torch.uint8) if aug.flip else images
     out = torch.empty_like(images, memory_format=torch.channels_last)
     _kernels.launcher(_kernel(), (_kernels.cdiv(images.numel(), BLOCK),))(

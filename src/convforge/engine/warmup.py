@@ -49,9 +49,10 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
         model = (str(cfg.model), channels, _input_size(cfg))
         pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
         matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
-        step = None if cfg.compile else (model, augment_of(cfg), cfg.flip and cfg.flip_mode == "alternate")
+        augment = augment_of(cfg)
+        step = None if cfg.compile else (model, augment, cfg.flip and cfg.flip_mode == "alternate")
         args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices, cfg.batch_size,
-                channels, step, augment_of(cfg))  # fmt: skip
+                channels, step, augment)  # fmt: skip
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
