@@ -265,7 +265,8 @@ def _start_step(device: torch.device, dtype: torch.dtype, batch: int, model: tup
         with torch.device("meta"):
             net = build_model(spec)
         net = _materialized(net, device, gen).to(memory_format=cl).train()
-        images = torch.rand(batch, channels, h, w, device=device, generator=gen)
+        # channels_last as the run's batches, so the augmentation takes their path (augment.fusable: one launch)
+        images = torch.rand(batch, channels, h, w, device=device, generator=gen).contiguous(memory_format=cl)
         if augment.active:
             rows = torch.arange(batch, device=device)
             flip = AlternateFlip(batch, 0, device).mask(rows) if alternate else None
@@ -328,7 +329,7 @@ def _start_epoch_ops(device: torch.device, dtype: torch.dtype, batch: int, chann
 
 
 def _compile(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
-             channels: int = 3, augment: Augment = Augment()) -> None:  # fmt: skip
+             channels: int, augment: Augment) -> None:  # fmt: skip
     """The Triton compiles, in COMPILE_THREADS threads (ptxas runs as a subprocess; the rest holds the GIL part of
     the time: 4 threads compiled folder-fast's kernels 1.5-2.1x faster than one, triton_compile_time_*.log)."""
     jobs = []
