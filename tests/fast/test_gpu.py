@@ -60,6 +60,35 @@ def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
 
 
+def test_capture_behind_a_queued_replay_leaves_its_random_draws_alone():
+    """A replay still queued when another graph of its generator is captured (GraphStep._ahead) draws what eager code
+    draws: capture_begin's reset of the generator's device offset waits for it. Without capture_behind's waits, the
+    reset ran during the replay's sleep and its draws came from offset 0 (torch 2.11, H200)."""
+    from convforge.engine.fast.graph import capture_behind
+
+    dev = torch.device("cuda")
+    gen = torch.Generator(dev)
+    gen.manual_seed(5)
+    torch.rand(1, generator=gen, device=dev)  # the offset is no longer 0
+    out = torch.empty(1 << 16, device=dev)
+    side = torch.cuda.Stream(dev)
+    first, second = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
+    first.register_generator_state(gen)
+    second.register_generator_state(gen)
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.graph(first, stream=side):
+        torch.cuda._sleep(200_000_000)  # ~0.1 s: the draws come long after the replay wrote its offset
+        out.copy_(torch.rand(out.numel(), generator=gen, device=dev))
+    torch.cuda.current_stream().wait_stream(side)
+    state = gen.get_state()
+    first.replay()
+    capture_behind(second, first.pool(), side, lambda: torch.rand(8, generator=gen, device=dev))
+    torch.cuda.synchronize()
+    eager = torch.Generator(dev)
+    eager.set_state(state)
+    assert out.equal(torch.rand(out.numel(), generator=eager, device=dev))
+
+
 @pytest.mark.skipif(not MNIST.is_dir(), reason="needs .data/mnist")
 def test_mnist_digits_cnn_sgdm_reaches_report_accuracy(tmp_path):
     from convforge import api

@@ -111,6 +111,25 @@ def collection_paused() -> Iterator[None]:
             gc.enable()
 
 
+def capture_behind(graph: torch.cuda.CUDAGraph, pool, stream: torch.cuda.Stream, record: Callable[[], None]) -> None:
+    """Capture what `record` launches into `graph` on `stream` while the current stream may still run queued replays
+    (no device sync). The two streams wait on each other around the capture; that costs no host wait.
+
+    Why: capture_begin resets the device seed and offset of each generator registered with the graph, with fills on
+    `stream` outside the graph (torch 2.11). A queued replay of another graph of the same generator writes its own
+    offset there and its random ops read it later. Unordered, the reset could land in between, and that replay drew
+    from offset 0. Seen intermittently: graph epochs differing from eager ones with flip + crop + cutout."""
+    current = torch.cuda.current_stream()
+    stream.wait_stream(current)  # the reset comes after every queued replay
+    with torch.cuda.stream(stream):
+        graph.capture_begin(pool=pool)
+        try:
+            record()
+        finally:
+            graph.capture_end()
+    current.wait_stream(stream)  # and before any later one
+
+
 def add_metrics(
     loss_sum: torch.Tensor,
     hits: torch.Tensor,
@@ -224,13 +243,9 @@ class GraphStep:
                 if sync:
                     with torch.cuda.graph(graph, pool=self.pool, stream=stream):
                         self._chunk(steps, tensor_lr=True)
+                    torch.cuda.current_stream().wait_stream(stream)  # see capture_behind
                 else:
-                    with torch.cuda.stream(stream):
-                        graph.capture_begin(pool=self.pool)
-                        try:
-                            self._chunk(steps, tensor_lr=True)
-                        finally:
-                            graph.capture_end()
+                    capture_behind(graph, self.pool, stream, lambda: self._chunk(steps, tensor_lr=True))
         finally:
             for g, lr in zip(groups, floats):
                 g["lr"] = lr
