@@ -153,6 +153,27 @@ PLANS = {
         ("muon e9 linear m 0.7", {"epochs": 9, "schedule": "linear", "momentum": 0.7}, {}, {}),
         ("muon e9 linear lookahead 10", {"epochs": 9, "schedule": "linear", "lookahead": 10}, {}, {}),
     ],
+    # accuracy per training-set size on the same 10,000 held-out images (a split's test part is the last 20% of
+    # each class's shuffled list, whatever the train and val parts: split.py; the val part here is left unused for
+    # training and measured after each epoch, outside train s): how much the recipe's 40,000 images cost it against
+    # the record scripts, which train on all 50,000
+    "data": [
+        ("muon e9 train 20k", {"epochs": 9, "split": (0.4, 0.4, 0.2)}, {}, {}),
+        ("muon e9 train 25k", {"epochs": 9, "split": (0.5, 0.3, 0.2)}, {}, {}),
+        ("muon e9 train 30k", {"epochs": 9, "split": (0.6, 0.2, 0.2)}, {}, {}),
+        ("muon e9 train 35k", {"epochs": 9, "split": (0.7, 0.1, 0.2)}, {}, {}),
+        ("muon e9 train 40k", {"epochs": 9}, {}, {}),
+        ("muon e12 train 30k", {"epochs": 12, "split": (0.6, 0.2, 0.2)}, {}, {}),
+        ("muon e12 train 40k", {"epochs": 12}, {}, {}),
+    ],
+    # 45,000 training images against the same 40,000, both measured on the last 500 of each class (5,000 images, a
+    # part of the 10,000 above): one measured step toward the record scripts' 50,000
+    "data45": [
+        ("muon e9 train 40k test 5k", {"epochs": 9, "split": (0.8, 0.1, 0.1)}, {}, {}),
+        ("muon e9 train 45k test 5k", {"epochs": 9, "split": (0.9, 0.0, 0.1)}, {}, {}),
+        ("muon e8 train 40k test 5k", {"epochs": 8, "split": (0.8, 0.1, 0.1)}, {}, {}),
+        ("muon e8 train 45k test 5k", {"epochs": 8, "split": (0.9, 0.0, 0.1)}, {}, {}),
+    ],
 }
 
 
