@@ -174,6 +174,16 @@ PLANS = {
         ("muon e8 train 40k test 5k", {"epochs": 8, "split": (0.8, 0.1, 0.1)}, {}, {}),
         ("muon e8 train 45k test 5k", {"epochs": 8, "split": (0.9, 0.0, 0.1)}, {}, {}),
     ],
+    # progressive resizing (engine/progressive.py): the first epochs on batches resized to a smaller side
+    "progressive": [
+        ("muon e9", {"epochs": 9}, {}, {}),
+        ("e12 first 4 at 24 px", {"epochs": 12, "progressive_epochs": 4, "progressive_size": 24}, {}, {}),
+        ("e11 first 4 at 24 px", {"epochs": 11, "progressive_epochs": 4, "progressive_size": 24}, {}, {}),
+        ("e11 first 3 at 24 px", {"epochs": 11, "progressive_epochs": 3, "progressive_size": 24}, {}, {}),
+        ("e10 first 3 at 24 px", {"epochs": 10, "progressive_epochs": 3, "progressive_size": 24}, {}, {}),
+        ("e11 first 4 at 22 px", {"epochs": 11, "progressive_epochs": 4, "progressive_size": 22}, {}, {}),
+        ("e12 first 5 at 22 px", {"epochs": 12, "progressive_epochs": 5, "progressive_size": 22}, {}, {}),
+    ],
 }
 
 

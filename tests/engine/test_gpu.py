@@ -51,7 +51,8 @@ def test_warmup_loads_an_epochs_pytorch_kernels_and_cudnn_convs_without_error():
 
 def test_warmup_model_step_runs_and_frees_its_memory():
     """engine/warmup.py _start_step (run quietly in the thread: here directly, so an error shows): cifar10-fast with
-    its alternating flips and translate, digits-cnn on 28 x 28 without augmentation; nothing kept afterwards, and
+    its alternating flips and translate (and resized, as --progressive-epochs does), digits-cnn on 28 x 28 without
+    augmentation; nothing kept afterwards, and
     no draw from the global random generators."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA GPU")
@@ -63,6 +64,8 @@ def test_warmup_model_step_runs_and_frees_its_memory():
     before = torch.cuda.memory_allocated(device)
     generators = torch.get_rng_state(), torch.cuda.get_rng_state(device)
     warmup._start_step(device, torch.bfloat16, 256, ("cifar10-fast", 3, (32, 32)), Augment(flip=True, crop_pad=2), True)
+    # --progressive-epochs: the first epochs' step, on batches resized to 24 x 24 after their augmentation
+    warmup._start_step(device, torch.bfloat16, 256, ("cifar10-fast", 3, (32, 32)), Augment(flip=True), True, (24, 24))
     warmup._start_step(device, torch.bfloat16, 128, ("digits-cnn", 1, (28, 28)), Augment(), False)
     assert torch.cuda.memory_allocated(device) == before
     # the run's thread seeds and draws from the global generators meanwhile: the warm-up must not move them

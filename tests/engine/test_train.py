@@ -59,9 +59,14 @@ def test_same_seed_same_weights(tmp_path, cache_dir):
 
 @pytest.mark.parametrize(
     "extra",
-    [{"shift": 0.1}, {"flip_mode": "alternate", "lookahead": 2, "schedule": "triangle"}],
-    ids=["shift", "alternate-flip-lookahead"],
-)  # lookahead: killed after epoch 2 of 4, with its average running (it starts after 30% of the steps)
+    [
+        {"shift": 0.1},
+        {"flip_mode": "alternate", "lookahead": 2, "schedule": "triangle"},
+        {"model": "mnist-fast", "progressive_epochs": 3, "progressive_size": 6},
+    ],
+    ids=["shift", "alternate-flip-lookahead", "progressive"],
+)  # lookahead: killed after epoch 2 of 4, with its average running (it starts after 30% of the steps); progressive:
+# killed inside the small epochs, resumed into the switch to full size
 def test_resume_continues_exactly(tmp_path, cache_dir, extra):
     kw = quiet(cache_dir=str(cache_dir), flip=True, solver="sgdm", schedule="onecycle")
     kw.update(extra)

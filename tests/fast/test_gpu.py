@@ -17,8 +17,8 @@ def _trainer(tmp_path, graphs: bool, **kw):
     from convforge.engine.loop import Trainer
     from convforge.run import Run
 
-    cfg = TrainConfig(source="digits", model="digits-cnn", solver=kw.pop("solver", "adam"), batch_size=64,
-                      precision="fp32", cuda_graphs=graphs, device="cuda", **kw)  # fmt: skip
+    cfg = TrainConfig(source="digits", model=kw.pop("model", "digits-cnn"), solver=kw.pop("solver", "adam"),
+                      batch_size=64, precision="fp32", cuda_graphs=graphs, device="cuda", **kw)  # fmt: skip
     splits = load_data(DataConfig(source="digits", split=(0.8, 0.1, 0.1)), progress=False)
     torch.manual_seed(0)
     return Trainer(cfg, Run(tmp_path / ("g" if graphs else "e")), splits, log=print)
@@ -56,6 +56,29 @@ def test_multistep_graph_epochs_equal_eager_epochs(tmp_path, solver, aug):
     assert sorted(graph.fast.graphs) == [1, 8]
     assert graph.scheduler.state_dict() == eager.scheduler.state_dict()
     assert graph.gen.get_state().equal(eager.gen.get_state())  # the graphs advanced the generator as eager code
+    for (name, p), q in zip(eager.model.state_dict().items(), graph.model.state_dict().values()):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_progressive_epochs_graph_epochs_equal_eager_epochs(tmp_path):
+    """--progressive-epochs with captured K-step graphs: the small epochs' step is captured at the small size and
+    captured again at the switch to full size (engine/progressive.py switch); graph epochs equal eager ones on both
+    sides of it."""
+    from convforge.engine.fast import GraphStep
+    from convforge.engine.progress import EpochProgress
+
+    torch.backends.cudnn.deterministic = True
+    kw = dict(model="mnist-fast", solver="nesterov", schedule="onecycle", flip=True, crop_pad=1, progressive_epochs=2,
+              progressive_size=6)  # fmt: skip
+    eager, graph = _trainer(tmp_path, False, **kw), _trainer(tmp_path, True, **kw)
+    graph.model.load_state_dict(eager.model.state_dict())
+    graph.fast = GraphStep(graph, max_chunk=8)
+    with EpochProgress(4, eager.steps_per_epoch, live=False, log=lambda s: None) as progress:
+        for epoch in range(4):
+            e, g = eager.train_epoch(progress), graph.train_epoch(progress)
+            assert g["train_acc"] == e["train_acc"], epoch
+            assert g["train_loss"] == pytest.approx(e["train_loss"], rel=1e-5), epoch
+    assert sorted(graph.fast.graphs) == [1, 8]  # captured again at full size
     for (name, p), q in zip(eager.model.state_dict().items(), graph.model.state_dict().values()):
         torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-5, msg=name)
 

@@ -52,6 +52,10 @@ class TrainConfig:
     cutout: int = 0  # side in pixels of one random square set to zero per image (0 = off)
     brightness: float = 0.0  # max brightness change, a fraction of the pixel range
     contrast: float = 0.0  # max contrast change, a fraction (x -> mean + (x - mean) * (1 +- contrast))
+    # progressive resizing (fastai's): the first epochs train on smaller images, quicker steps of a model that pools
+    # globally; later epochs and evaluation see the full size
+    progressive_epochs: int = 0  # how many first epochs train on resized batches (0 = off)
+    progressive_size: float = 0  # their shorter side: pixels, or below 1 a fraction of the images' (bilinear)
     # execution
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # CPU threads; 0 = auto (1 when a step is under 20M multiply-adds, else all cores)
@@ -97,6 +101,10 @@ class TrainConfig:
                 raise ConfigError(f"--{flag} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ConfigError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.progressive_epochs < 0 or self.progressive_size < 0:
+            raise ConfigError("--progressive-epochs and --progressive-size must be >= 0 (0 = off)")
+        if self.progressive_epochs and not self.progressive_size:
+            raise ConfigError("--progressive-epochs needs --progressive-size (pixels, or a fraction below 1)")
         for name in ("crop_pad", "cutout"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 0 pixels, not {getattr(self, name)}")

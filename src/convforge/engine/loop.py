@@ -24,7 +24,7 @@ from ..errors import ConvforgeError
 from ..inference import autocast, batched_logits, resolve_device, resolve_precision, scale_factors
 from ..models import build_model, resolve_spec
 from ..run import Run, default_run_dir
-from . import distributed, warmup
+from . import distributed, progressive, warmup
 from .augment import AlternateFlip, augment_batch, augment_of
 from .checkpoint import BackgroundWriter, TrainState, checkpoint_job, load_checkpoint
 from .config import TrainConfig
@@ -125,6 +125,8 @@ class Trainer:
         self.classes = splits.classes
         in_shape = tuple(train.images.shape[1:])
         self.spec = resolve_spec(cfg.model, in_shape=in_shape, num_classes=len(self.classes))
+        if cfg.progressive_epochs:
+            progressive.check(cfg, in_shape, self.spec)
         self.binary = self.spec.output == "sigmoid"
         self.model = build_model(self.spec).to(self.device)
         if self.device.type == "cuda":
@@ -169,6 +171,8 @@ class Trainer:
         # called at each epoch's start with its 0-based index (resume-safe: from the scheduler's step count), before
         # any step; recipe hooks (engine/fast SETUP) add them, e.g. cifar10-fast's freezing of its whitening bias
         self.epoch_hooks: list[Callable[[Trainer, int], None]] = []
+        if cfg.progressive_epochs:
+            self.epoch_hooks.append(progressive.switch)
         self.sample_weight = None
         if cfg.balance == "sampler":
             per_class = class_weights(train.labels, len(self.classes))
@@ -202,11 +206,13 @@ class Trainer:
         return images, labels
 
     def augment_images(self, images: torch.Tensor, rows: torch.Tensor, unit: torch.Tensor | None = None):
-        """The batch's augmentation; `rows` are its training-set rows (alternating flips are per image)."""
-        if not self.augment.active:
-            return images
-        flip = self.flips.mask(rows) if self.flips is not None else None
-        return augment_batch(images, self.augment, self.gen, unit=self.scale * 255 if unit is None else unit, flip=flip)
+        """The batch's augmentation, then its size for this epoch (engine/progressive.py); `rows` are its training-set
+        rows (alternating flips are per image)."""
+        if self.augment.active:
+            flip = self.flips.mask(rows) if self.flips is not None else None
+            unit = self.scale * 255 if unit is None else unit
+            images = augment_batch(images, self.augment, self.gen, unit=unit, flip=flip)
+        return progressive.resized(self, images)
 
     def step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step: the reference that fast paths (graphs, compile, DDP) wrap. Returns device tensors:

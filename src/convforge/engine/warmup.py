@@ -28,7 +28,7 @@ from torch import nn
 
 from ..inference import resolve_precision
 from ..models import _conv_act, _kernels, _norm_act, _small_conv, _small_dense, build_model, resolve_spec
-from . import cross_entropy, kernels, muon
+from . import cross_entropy, kernels, muon, progressive
 from .augment import AlternateFlip, Augment, augment_batch, augment_of
 from .augment import compile_ahead as compile_augment
 from .fast import gather
@@ -45,14 +45,19 @@ def start(cfg, device: torch.device) -> threading.Thread | None:
     else:
         dtype = torch.bfloat16 if resolve_precision(cfg.precision, device) == "bf16" else torch.float32
         adam = {"adam": False, "adamw": True}.get(str(cfg.solver))  # AdamW: decoupled weight decay
-        channels = _input_channels(cfg)
-        model = (str(cfg.model), channels, _input_size(cfg))
+        channels, size = _input_channels(cfg), _input_size(cfg)
+        model = (str(cfg.model), channels, size)
         pairs = Fusions() if cfg.compile else _fusions(*model, cfg.batch_size)  # --compile: inductor's kernels
         matrices = _hidden_matrices(*model) if cfg.solver == "muon" else []
         augment = augment_of(cfg)
-        step = None if cfg.compile else (model, augment, cfg.flip and cfg.flip_mode == "alternate")
+        alternate = cfg.flip and cfg.flip_mode == "alternate"
+        steps = [] if cfg.compile else [(model, augment, alternate, None)]
+        if cfg.progressive_epochs and not cfg.compile:  # the first epochs' smaller maps too, their step first
+            small = progressive.shape(cfg.progressive_size, *size)
+            pairs = _merged(pairs, _fusions(str(cfg.model), channels, small, cfg.batch_size))
+            steps.insert(0, (model, augment, alternate, small))
         args = (device, dtype, _pool_channels_of(*model), adam, pairs, bool(cfg.compile), matrices, cfg.batch_size,
-                channels, step, augment)  # fmt: skip
+                channels, steps, augment)  # fmt: skip
         thread = threading.Thread(target=_warm, args=args, daemon=True)
     thread.start()
     return thread
@@ -106,6 +111,12 @@ class Fusions(NamedTuple):
     small_dense: tuple = ()  # (linear, ReLU fused, first layer) of each small dense layer (models/_small_dense.py)
     dense_pairs: tuple = ()  # (first linear, second linear, first layer) of each dense, ReLU, dense pair of them
     cudnn_convs: tuple = ()  # (conv, input (C, H, W), first layer) of each top-level conv left to cuDNN
+
+
+def _merged(a: Fusions, b: Fusions) -> Fusions:
+    """The kernels of two image sizes (--progressive-epochs): which batchnorms finish their own sums, which convs are
+    small and which cuDNN shapes run follow the map size."""
+    return Fusions(a.norm_act | b.norm_act, *(x + y for x, y in zip(a[1:], b[1:])))
 
 
 def _fusions(model: str, channels: int = 3, size: tuple[int, int] = (32, 32), batch: int = 64) -> Fusions:
@@ -172,7 +183,7 @@ def _pool_channels(node) -> list[int]:
 
 def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: bool | None, pairs: Fusions,
           dynamo: bool, matrices: list[tuple[int, int]] = (), batch: int = 64, channels: int = 3,
-          step: tuple | None = None, augment: Augment = Augment()) -> None:  # fmt: skip
+          steps: tuple | list = (), augment: Augment = Augment()) -> None:  # fmt: skip
     """cuDNN's start-up, and beside it (the longest step: ~2 s on a fresh machine) the Triton kernels the run will
     launch: the max pool's for each channel count of `pools` (None: 64), Adam's big-tensor update (`adam`: None for
     other solvers, else AdamW's decoupled decay), the fused batchnorm + activation's for each (channels, activation),
@@ -180,7 +191,7 @@ def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: boo
     mirror + translate of `augment` on `channels`-channel images;
     then an epoch's PyTorch kernels around its steps (`batch` rows of `channels`-channel images), then Muon's batched
     products for the hidden `matrices` (engine/muon.py), then, with the kernels compiled, one step of the model
-    (`step`: _start_step's arguments after the batch; None: none)."""
+    (`steps`: _start_step's arguments after the batch, for each image size the run trains on)."""
     compiling = None
     if _kernels.available():  # every run on CUDA launches some: the loss, the captured chunks' gather
         args = (_compile, device, dtype, pools, adam, pairs, channels, augment)
@@ -193,7 +204,7 @@ def _warm(device: torch.device, dtype: torch.dtype, pools: set | None, adam: boo
         _quietly(muon.warm_up, device, list(matrices))
     if compiling is not None:
         compiling.join()
-    if step is not None:
+    for step in steps:
         _quietly(_start_step, device, dtype, batch, *step)
     _quietly(_free_cublas_workspaces, device)
     if dynamo:
@@ -247,7 +258,7 @@ def _start_convs(device: torch.device, dtype: torch.dtype, convs: tuple, batch: 
 
 
 def _start_step(device: torch.device, dtype: torch.dtype, batch: int, model: tuple, augment: Augment,
-                alternate: bool) -> None:  # fmt: skip
+                alternate: bool, resize: tuple[int, int] | None = None) -> None:  # fmt: skip
     """One training step's augmentation, forward and backward of the zoo model `model` (_resolved's arguments) with
     random weights on random images at the run's batch and size, freed after: loads the PyTorch kernels the model and
     its augmentation launch that the stages above do not name, which CUDA otherwise loads inside the first training
@@ -272,6 +283,8 @@ def _start_step(device: torch.device, dtype: torch.dtype, batch: int, model: tup
             flip = AlternateFlip(batch, 0, device).mask(rows) if alternate else None
             unit = torch.ones(1, channels, 1, 1, device=device)
             images = augment_batch(images, augment, gen, unit=unit, flip=flip)
+        if resize is not None:  # --progressive-epochs: as engine/progressive.py resizes the first epochs' batches
+            images = F.interpolate(images, size=resize, mode="bilinear", antialias=True, align_corners=False)
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
             logits = net(images.contiguous(memory_format=cl))
         labels = torch.zeros(batch, dtype=torch.long, device=device)
