@@ -7,7 +7,7 @@ import torch
 
 import convforge.recipes  # noqa: F401  registers the recipes' networks and setup hooks
 from convforge.recipes import cifar10_fast
-from convforge.recipes._tricks import tta_accuracy
+from convforge.recipes._tricks import freeze_first_conv_bias, tta_accuracy
 
 
 def _trainer(tmp_path, **hyp):
@@ -74,7 +74,8 @@ def test_whitening_bias_trains_for_three_epochs_then_freezes(tmp_path):
 
     tr = _trainer(tmp_path)
     cifar10_fast._TRAINERS.clear()
-    assert len(tr.epoch_hooks) == 1 and cifar10_fast.TRICKS["stem_bias_epochs"] == 3
+    freeze = [h for h in tr.epoch_hooks if getattr(h, "func", None) is freeze_first_conv_bias]
+    assert len(freeze) == 1 and cifar10_fast.TRICKS["stem_bias_epochs"] == 3
     bias = tr.model.layers[0].bias
     head = next(m for m in tr.model.modules() if isinstance(m, torch.nn.Linear)).weight
     seen = []

@@ -1,6 +1,10 @@
-"""cifar10_fast: 90.34% +- 0.14% (5 runs, 10,000 JPEG training images held out) in 0.92-0.94 s of training, the
-process's first run included, with its mirror + translate in one Triton launch (H200, torch 2.11,
-benchmarks/results/train_speed_*_final2_session14.md; 0.98-1.03 s before, train_speed_*_final*_session13.md;
+"""cifar10_fast: 90.75% +- 0.16% (5 runs, 10,000 JPEG training images held out; 90.84% over 8 seeds in the sweeps) in
+1.12-1.17 s of training, the process's first run included (H200, torch 2.11,
+benchmarks/results/train_speed_*_final_session15_progressive.md): 12 epochs, the first 4 on batches resized to 24 px
+(engine/progressive.py; cifar_sweep_*_progressive.md, 4 seeds: e10 with 3 small epochs 90.39% in 0.93 s, e11 with 4
+at 22 px 90.50% in 0.99 s, e11 with 3 at 24 px 90.57% in 1.03 s). Before it, 9 full-size epochs: 90.34% +- 0.14% in
+0.92-0.99 s with its mirror + translate in one Triton launch (train_speed_*_final2_session14.md,
+*_final_session15.md; 0.98-1.03 s before, train_speed_*_final*_session13.md;
 earlier 90.31% in 0.97 s after a first run of 1.21 s, train_speed_*_muon.md), with Muon for the conv filters
 (engine/muon.py) at batch 2000 for 9 epochs. Nesterov SGD at batch 1024 for 8 epochs had 88.12% in 0.93-0.97 s
 (train_speed_*_final_warmup1.md). Muon sweeps (cifar_sweep_*_muon1..4.md, 2-3 seeds): batch 1024 e8 89.73% vs SGD's
@@ -60,7 +64,9 @@ HYP = dict(
     momentum=0.6,  # the filters' (the SGD groups': MUON's sgd_momentum)
     weight_decay=0.002 / 1.5,  # nesterov's: lr x wd = 0.002 per step at peak (muon: MUON's sgd_decay)
     schedule="triangle",  # airbench's: 0.2 -> 1 at 23% -> 0.07; onecycle e8 87.53% vs triangle 88.37% (1 seed)
-    epochs=9,
+    epochs=12,
+    progressive_epochs=4,  # the first 4 epochs on batches resized to 3/4 of the side (24 px): engine/progressive.py
+    progressive_size=0.75,
     batch_size=2000,
     label_smoothing=0.2,
     flip=True,
