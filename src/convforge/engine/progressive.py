@@ -57,8 +57,12 @@ def resized(tr: Trainer, images: torch.Tensor) -> torch.Tensor:
     cfg = tr.cfg
     if not cfg.progressive_epochs or tr.scheduler.last_epoch // tr.steps_per_epoch >= cfg.progressive_epochs:
         return images
-    small = shape(cfg.progressive_size, *images.shape[2:])
-    return F.interpolate(images, size=small, mode="bilinear", antialias=True, align_corners=False)
+    return resize(images, shape(cfg.progressive_size, *images.shape[2:]))
+
+
+def resize(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """N x C x H x W images resized to `size` (bilinear, antialiased)."""
+    return F.interpolate(images, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def switch(tr: Trainer, epoch: int) -> None:

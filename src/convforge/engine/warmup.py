@@ -284,7 +284,7 @@ def _start_step(device: torch.device, dtype: torch.dtype, batch: int, model: tup
             unit = torch.ones(1, channels, 1, 1, device=device)
             images = augment_batch(images, augment, gen, unit=unit, flip=flip)
         if resize is not None:  # --progressive-epochs: as engine/progressive.py resizes the first epochs' batches
-            images = F.interpolate(images, size=resize, mode="bilinear", antialias=True, align_corners=False)
+            images = progressive.resize(images, resize)
         with torch.autocast("cuda", dtype=dtype, enabled=dtype != torch.float32):
             logits = net(images.contiguous(memory_format=cl))
         labels = torch.zeros(batch, dtype=torch.long, device=device)
