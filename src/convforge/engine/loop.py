@@ -235,6 +235,10 @@ class Trainer:
     def eager_step(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.step(*self.batch(idx))
 
+    def epoch_index(self) -> int:
+        """The 0-based epoch the next step belongs to, from the scheduler's step count (so right after a resume too)."""
+        return self.scheduler.last_epoch // self.steps_per_epoch
+
     def out_of_time(self) -> bool:
         budget = self.cfg.time_budget_s
         return budget > 0 and self.par.any_rank(time.perf_counter() - self.started > budget)
@@ -250,10 +254,10 @@ class Trainer:
         if self.frozen:
             freeze_batchnorm(self.model)
         for epoch_hook in self.epoch_hooks:
-            epoch_hook(self, self.scheduler.last_epoch // self.steps_per_epoch)
+            epoch_hook(self, self.epoch_index())
         order = self.epoch_order()
         if self.flips is not None:
-            self.flips.start_epoch(self.scheduler.last_epoch // self.steps_per_epoch)  # resume-safe epoch index
+            self.flips.start_epoch(self.epoch_index())
         for hook in self.after_step:
             hook.start_epoch()
         if self.stream is not None:

@@ -55,7 +55,7 @@ def check(cfg: TrainConfig, in_shape: tuple[int, ...], spec) -> None:
 def resized(tr: Trainer, images: torch.Tensor) -> torch.Tensor:
     """The batch as the current epoch trains on it: resized in the first --progressive-epochs, else unchanged."""
     cfg = tr.cfg
-    if not cfg.progressive_epochs or tr.scheduler.last_epoch // tr.steps_per_epoch >= cfg.progressive_epochs:
+    if not cfg.progressive_epochs or tr.epoch_index() >= cfg.progressive_epochs:
         return images
     return resize(images, shape(cfg.progressive_size, *images.shape[2:]))
 
